@@ -1,0 +1,109 @@
+"""What `webhooks jobs ...` does: validate, store on `webhook-jobs`, read back."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+
+from app.agents.deadletter import utc_now_rfc3339
+from app.cli.files import load_documents
+from app.domain.errors import ConfigError, FieldProblem
+from app.domain.jobs import JobConfig, StoredJob, parse_job_config
+from app.settings import Settings
+from app.topic_catalog import queue_topic_spec
+from app.transport.kafka import ensure_topics, read_to_end, write_record
+
+
+async def load_compacted(settings: Settings, topic: str) -> dict[str, bytes]:
+    """Latest value per key of a compacted topic; deleted keys left out."""
+    latest: dict[str, bytes | None] = {}
+    for key, value, _ in await read_to_end(settings, topic):
+        if key is not None:
+            latest[key.decode(errors="replace")] = value
+    return {k: v for k, v in latest.items() if v is not None}
+
+
+async def load_jobs(settings: Settings) -> dict[str, StoredJob]:
+    out = {}
+    for key, value in (await load_compacted(settings, settings.jobs_topic)).items():
+        try:
+            out[key] = StoredJob.from_record(orjson.loads(value))
+        except (ValueError, TypeError):
+            continue  # not written by this tool; the worker logs and skips it too
+    return out
+
+
+def validate_documents(docs: list[object]) -> list[JobConfig]:
+    """Every document valid or a ConfigError naming every wrong field of every document."""
+    problems: list[FieldProblem] = []
+    configs: list[JobConfig] = []
+    for i, doc in enumerate(docs):
+        try:
+            configs.append(parse_job_config(doc))
+        except ConfigError as exc:
+            prefix = f"[{i}]." if len(docs) > 1 else ""
+            problems.extend(FieldProblem(prefix + p.field, p.rule) for p in exc.problems)
+    if problems:
+        raise ConfigError("job config", problems)
+    return configs
+
+
+async def apply(settings: Settings, file: Path) -> list[str]:
+    configs = validate_documents(load_documents(file))
+    auth_ids = set(await load_compacted(settings, settings.authorizations_topic))
+    missing = [
+        FieldProblem("authorization", f"no authorization {c.authorization!r} (see `webhooks auth list`)")
+        for c in configs
+        if c.authorization and c.authorization not in auth_ids
+    ]
+    if missing:
+        raise ConfigError("job config", missing)
+    existing = await load_jobs(settings)
+    await ensure_topics(settings, [queue_topic_spec(settings, c.queue_topic) for c in configs])
+    out = []
+    for config in configs:
+        before = existing.get(config.id)
+        stored = StoredJob(
+            config=config,
+            desired_state=before.desired_state if before else "running",
+            updated_at=utc_now_rfc3339(),
+        )
+        await write_record(
+            settings, settings.jobs_topic, config.id, orjson.dumps(stored.to_record())
+        )
+        verb = "updated" if before else "created"
+        out.append(f"{verb} job {config.id} ({config.type}, {config.label!r})")
+    return out
+
+
+async def list_jobs(settings: Settings) -> list[str]:
+    jobs = await load_jobs(settings)
+    if not jobs:
+        return ["no jobs"]
+    lines = [f"{'ID':<34} {'TYPE':<18} {'STATE':<8} LABEL"]
+    for job_id, job in sorted(jobs.items()):
+        lines.append(f"{job_id:<34} {job.config.type:<18} {job.desired_state:<8} {job.config.label}")
+    return lines
+
+
+async def _get(settings: Settings, job_id: str) -> StoredJob:
+    job = (await load_jobs(settings)).get(job_id)
+    if job is None:
+        raise ConfigError("job id", [FieldProblem("id", f"no job {job_id!r} (see `webhooks jobs list`)")])
+    return job
+
+
+async def show(settings: Settings, job_id: str) -> str:
+    job = await _get(settings, job_id)
+    doc = {"state": job.desired_state, "updated_at": job.updated_at, "config": job.config.to_json_dict()}
+    return orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode()
+
+
+async def set_desired_state(settings: Settings, job_id: str, desired: str) -> str:
+    job = await _get(settings, job_id)
+    if job.desired_state == desired:
+        return f"job {job_id} is already {desired}"
+    stored = job.model_copy(update={"desired_state": desired, "updated_at": utc_now_rfc3339()})
+    await write_record(settings, settings.jobs_topic, job_id, orjson.dumps(stored.to_record()))
+    return f"job {job_id}: {desired}"

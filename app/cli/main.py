@@ -1,0 +1,165 @@
+"""`webhooks`: run a worker, create topics, apply and inspect jobs and authorizations.
+
+Exit status: 0 done, 2 invalid input (nothing written), 1 anything else (broker unreachable,
+...). Errors are one readable message on stderr, never a traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import sys
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from app.cli import auth_commands, job_commands
+from app.cli.files import ConfigFileError
+from app.domain.errors import ConfigError
+from app.settings import get_settings
+from app.topic_catalog import load_catalog
+from app.transport.kafka import BrokerUnavailable, ensure_topics
+
+T = TypeVar("T")
+
+
+class UsageProblem(click.ClickException):
+    """Invalid input: exit status 2."""
+
+    exit_code = 2
+
+
+def run_async(fn: Callable[..., Coroutine[Any, Any, T]]) -> Callable[..., T]:
+    """Run an async command body; turn known failures into clear messages."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> T:
+        try:
+            return asyncio.run(fn(*args, **kwargs))
+        except (ConfigError, ConfigFileError) as exc:
+            raise UsageProblem(str(exc)) from None
+        except BrokerUnavailable as exc:
+            raise click.ClickException(str(exc)) from None
+
+    return wrapper
+
+
+@click.group()
+@click.version_option(package_name="audience-webhooks")
+def cli() -> None:
+    """audience-webhooks: turn audience changes on Kafka into webhooks."""
+    # aiokafka logs every failed connection attempt; the commands report the outcome.
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+
+
+@cli.command()
+@click.option("--loglevel", "-l", default="info", show_default=True)
+def worker(loglevel: str) -> None:
+    """Run a worker (router + delivery); scale out by starting more."""
+    settings = get_settings()
+    try:
+        created = asyncio.run(ensure_topics(settings, load_catalog(settings)))
+    except BrokerUnavailable as exc:
+        raise click.ClickException(str(exc)) from None
+    for spec in created:
+        click.echo(f"created topic {spec.name}", err=True)
+    from faust import Worker
+
+    from app.main import app
+
+    Worker(app, loglevel=loglevel, quiet=True).execute_from_commandline()
+
+
+@cli.group()
+def topics() -> None:
+    """Kafka topics of the service."""
+
+
+@topics.command("create")
+@run_async
+async def topics_create() -> None:
+    """Create every declared topic that does not exist yet (idempotent)."""
+    settings = get_settings()
+    catalog = load_catalog(settings)
+    created = await ensure_topics(settings, catalog)
+    for spec in created:
+        click.echo(f"created {spec.name} ({spec.partitions} partitions, {spec.cleanup_policy})")
+    click.echo(f"{len(created)} created, {len(catalog) - len(created)} already existed")
+
+
+@cli.group()
+def jobs() -> None:
+    """Apply, list, show, stop and resume jobs."""
+
+
+@jobs.command("apply")
+@click.argument("file", type=click.Path(path_type=Path))
+@run_async
+async def jobs_apply(file: Path) -> None:
+    """Validate FILE (YAML/JSON, one or more jobs) and store it; all or nothing."""
+    for line in await job_commands.apply(get_settings(), file):
+        click.echo(line)
+
+
+@jobs.command("list")
+@run_async
+async def jobs_list() -> None:
+    """One line per job."""
+    for line in await job_commands.list_jobs(get_settings()):
+        click.echo(line)
+
+
+@jobs.command("show")
+@click.argument("job_id")
+@run_async
+async def jobs_show(job_id: str) -> None:
+    """A job's config and state."""
+    click.echo(await job_commands.show(get_settings(), job_id))
+
+
+@jobs.command("stop")
+@click.argument("job_id")
+@run_async
+async def jobs_stop(job_id: str) -> None:
+    """Stop delivery; the backlog is kept."""
+    click.echo(await job_commands.set_desired_state(get_settings(), job_id, "stopped"))
+
+
+@jobs.command("resume")
+@click.argument("job_id")
+@run_async
+async def jobs_resume(job_id: str) -> None:
+    """Resume delivery, backlog first."""
+    click.echo(await job_commands.set_desired_state(get_settings(), job_id, "running"))
+
+
+@cli.group()
+def auth() -> None:
+    """Apply and list authorizations."""
+
+
+@auth.command("apply")
+@click.argument("file", type=click.Path(path_type=Path))
+@run_async
+async def auth_apply(file: Path) -> None:
+    """Validate FILE and store it, secrets encrypted; all or nothing."""
+    for line in await auth_commands.apply(get_settings(), file):
+        click.echo(line)
+
+
+@auth.command("list")
+@run_async
+async def auth_list() -> None:
+    """Authorizations with their secrets redacted."""
+    for line in await auth_commands.list_authorizations(get_settings()):
+        click.echo(line)
+
+
+def main() -> None:
+    try:
+        cli(standalone_mode=True)
+    except KeyboardInterrupt:
+        sys.exit(130)

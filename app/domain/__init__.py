@@ -1,0 +1,1 @@
+"""Pure domain logic: no Kafka, no network. Agents and transports wire it to the world."""

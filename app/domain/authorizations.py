@@ -1,0 +1,193 @@
+"""Authorizations (contract section 6): header and parameter lines, OAuth 2.0 client
+credentials, validation naming every wrong field, and the encrypted/redacted stored forms.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Mapping
+from typing import Any, Literal
+from urllib.parse import parse_qsl
+
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+
+from app.domain.errors import ConfigError, FieldProblem
+from app.domain.jobs import check_https_url
+from app.domain.secrets import REDACTED, SecretBox
+
+AuthMethod = Literal["none", "headers", "oauth2_client_credentials"]
+SECRET_FIELDS = ("headers", "params", "client_secret")
+OAUTH_FIELDS = ("token_url", "client_id", "client_secret", "scopes", "ping_atm_id", "token_auth")
+_HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+TOKEN_PLACEHOLDER = "{token}"
+
+
+def parse_header_lines(text: str) -> list[tuple[str, str]]:
+    """`key:value` lines (spaces trimmed, CRLF tolerated, blank lines skipped).
+
+    Raises ValueError naming the first bad line by its number.
+    """
+    out: list[tuple[str, str]] = []
+    for number, line in enumerate(text.replace("\r\n", "\n").split("\n"), start=1):
+        if not line.strip():
+            continue
+        name, sep, value = line.partition(":")
+        name, value = name.strip(), value.strip()
+        if not sep or not _HEADER_NAME.match(name):
+            raise ValueError(f"line {number} is not a 'key: value' header line")
+        if "\r" in value or "\n" in value:
+            raise ValueError(f"line {number} has a control character in its value")
+        out.append((name, value))
+    return out
+
+
+def parse_params(text: str) -> list[tuple[str, str]]:
+    """`k=v&k2=v2` URL parameters; raises ValueError on a part without `=`."""
+    text = text.strip().lstrip("?")
+    if not text:
+        return []
+    try:
+        return parse_qsl(text, keep_blank_values=True, strict_parsing=True)
+    except ValueError:
+        raise ValueError("must be k=v pairs joined by & (e.g. key1=value1&key2=value2)") from None
+
+
+class Authorization(BaseModel):
+    """A validated authorization, secrets in plaintext (only ever held in memory)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+    id: str
+    label: str
+    description: str = ""
+    method: AuthMethod
+    headers: str = ""
+    params: str = ""
+    token_url: str | None = None
+    client_id: str | None = None
+    client_secret: str | None = None
+    scopes: str = ""
+    ping_atm_id: str | None = None
+    token_auth: Literal["basic", "body"] = "basic"
+
+    @field_validator("id")
+    @classmethod
+    def _id_shape(cls, value: str) -> str:
+        if not _ID_RE.match(value):
+            raise ValueError("must be 1-64 of A-Z a-z 0-9 _ . - starting with a letter or digit")
+        return value
+
+    @field_validator("label")
+    @classmethod
+    def _label(cls, value: str) -> str:
+        if not value:
+            raise ValueError("required")
+        return value
+
+    @field_validator("headers")
+    @classmethod
+    def _headers(cls, value: str) -> str:
+        parse_header_lines(value)
+        return value
+
+    @field_validator("params")
+    @classmethod
+    def _params(cls, value: str) -> str:
+        parse_params(value)
+        return value
+
+    @field_validator("token_url")
+    @classmethod
+    def _token_url(cls, value: str | None) -> str | None:
+        return None if value is None else check_https_url(value)
+
+    @property
+    def header_pairs(self) -> list[tuple[str, str]]:
+        return parse_header_lines(self.headers)
+
+    @property
+    def param_pairs(self) -> list[tuple[str, str]]:
+        return parse_params(self.params)
+
+    @property
+    def has_secrets(self) -> bool:
+        return any(getattr(self, f) for f in SECRET_FIELDS)
+
+    def stored(self, box: SecretBox) -> dict[str, Any]:
+        """The record written to the topic: every secret field encrypted."""
+        doc = self.model_dump(mode="json")
+        for name in SECRET_FIELDS:
+            if doc.get(name):
+                doc[name] = box.encrypt(doc[name], f"{self.id}/{name}")
+        return doc
+
+    def redacted(self) -> dict[str, Any]:
+        """What the CLI, API and logs may show: header and parameter names, never values."""
+        doc = self.model_dump(mode="json")
+        doc["headers"] = "\n".join(f"{k}: {REDACTED}" for k, _ in self.header_pairs)
+        doc["params"] = "&".join(f"{k}={REDACTED}" for k, _ in self.param_pairs)
+        if self.client_secret:
+            doc["client_secret"] = REDACTED
+        return doc
+
+
+def _rule(err: Mapping[str, Any]) -> str:
+    if err["type"] == "extra_forbidden":
+        return "unknown field"
+    if err["type"] == "missing":
+        return "required"
+    return str(err["msg"]).removeprefix("Value error, ")
+
+
+def parse_authorization(raw: Any) -> Authorization:
+    """Validate an authorization document (plaintext secrets); name every wrong field."""
+    if not isinstance(raw, Mapping):
+        raise ConfigError("authorization", [FieldProblem("(document)", "must be a mapping")])
+    doc = dict(raw)
+    doc.setdefault("id", uuid.uuid4().hex)
+    problems: list[FieldProblem] = []
+    method = doc.get("method")
+    if method in ("none", "headers"):
+        for key in OAUTH_FIELDS:
+            if doc.get(key):
+                problems.append(FieldProblem(key, "only for method oauth2_client_credentials"))
+    if method == "none":
+        for key in ("headers", "params"):
+            if doc.get(key):
+                problems.append(FieldProblem(key, "not allowed with method none"))
+    if method == "headers":
+        if not doc.get("headers") and not doc.get("params"):
+            problems.append(FieldProblem("headers", "give headers or params for method headers"))
+        for key in ("headers", "params"):
+            if TOKEN_PLACEHOLDER in str(doc.get(key) or ""):
+                problems.append(FieldProblem(key, "{token} is only for oauth2_client_credentials"))
+    if method == "oauth2_client_credentials":
+        for key in ("token_url", "client_id", "client_secret"):
+            if not doc.get(key):
+                problems.append(FieldProblem(key, "required for oauth2_client_credentials"))
+    try:
+        auth = Authorization.model_validate(doc)
+    except ValidationError as exc:
+        problems.extend(
+            FieldProblem(".".join(str(p) for p in e["loc"]) or "(document)", _rule(e))
+            for e in exc.errors()
+        )
+        raise ConfigError("authorization", problems) from None
+    if problems:
+        raise ConfigError("authorization", problems)
+    return auth
+
+
+def load_stored_authorization(doc: Mapping[str, Any], box: SecretBox | None) -> Authorization:
+    """Rebuild an Authorization from its topic record, decrypting the secret fields."""
+    plain = dict(doc)
+    auth_id = str(plain.get("id", ""))
+    for name in SECRET_FIELDS:
+        value = plain.get(name)
+        if value and SecretBox.is_encrypted(str(value)):
+            if box is None:
+                raise ValueError("WEBHOOKS_SECRET_KEY is not set; cannot read stored secrets")
+            plain[name] = box.decrypt(str(value), f"{auth_id}/{name}")
+    return Authorization.model_validate(plain)

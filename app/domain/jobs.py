@@ -1,0 +1,250 @@
+"""Job configs (contract section 5): the model, its defaults, and validation that names every
+wrong field at once.
+
+`parse_job_config` is the only way in: it checks unknown fields, fields of the other job type,
+per-field rules (via pydantic) and cross-field rules, and refuses the config as a whole.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Mapping
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from app.domain.errors import ConfigError, FieldProblem
+from app.domain.templates import syntax_error
+
+JobType = Literal["audience_triggers", "user_enrichment"]
+JOB_TYPES: tuple[str, ...] = ("audience_triggers", "user_enrichment")
+BUILTIN_DO_NOT_RETRY = frozenset({400, 404, 413})
+MAX_TRIGGER_FIELDS = 75
+DEFAULT_CLOUDEVENTS_TYPE = "com.lytics.audience.user.event"
+
+TRIGGERS_ONLY = frozenset(
+    {"cloudevents", "cloudevents_type", "cloudevents_source", "trigger_events", "trigger_fields"}
+)
+ENRICHMENT_ONLY = frozenset({"stream", "body_template"})
+
+_ID_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+_TOPIC_RE = re.compile(r"^[A-Za-z0-9._-]{1,200}$")
+
+
+def new_job_id() -> str:
+    """A fresh job id: 32 lowercase hex digits."""
+    return uuid.uuid4().hex
+
+
+def check_https_url(value: str) -> str:
+    """Refuse anything but an absolute https URL with a host."""
+    parts = urlsplit(value.strip())
+    if parts.scheme.lower() != "https":
+        raise ValueError(f"must be an https:// URL, got scheme {parts.scheme or 'none'!r}")
+    if not parts.hostname:
+        raise ValueError("must name a host")
+    return value.strip()
+
+
+class JobConfig(BaseModel):
+    """A validated job config with every default filled in."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+    id: str
+    type: JobType
+    label: str = Field(min_length=1)
+    description: str = ""
+    authorization: str | None = None
+    audiences: tuple[str, ...] = Field(min_length=1)
+    webhook_url: str | None = None
+    url_template: str | None = None
+    http_method: Literal["POST", "PUT", "PATCH"] = "POST"
+    cloudevents: bool = False
+    cloudevents_type: str = DEFAULT_CLOUDEVENTS_TYPE
+    cloudevents_source: str = ""
+    existing_users: bool = False
+    trigger_events: Literal["enter_exit", "enter", "exit"] = "enter_exit"
+    export_fields: tuple[str, ...] | None = None
+    trigger_fields: tuple[str, ...] = Field(default=(), max_length=MAX_TRIGGER_FIELDS)
+    batch: bool = False
+    batch_size: int = Field(default=10, ge=1, le=1000)
+    worker_count: int = Field(default=5, ge=1, le=20)
+    do_not_retry: tuple[int, ...] = ()
+    stream: str = "webhook_enrichment"
+    body_template: str | None = None
+
+    @field_validator("id")
+    @classmethod
+    def _id_shape(cls, value: str) -> str:
+        if not _ID_RE.match(value):
+            raise ValueError("must be 1-64 of a-z 0-9 _ - starting with a letter or digit")
+        return value
+
+    @field_validator("http_method", mode="before")
+    @classmethod
+    def _upper_method(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _https(cls, value: str | None) -> str | None:
+        return None if value is None else check_https_url(value)
+
+    @field_validator("url_template", "body_template")
+    @classmethod
+    def _jsonnet_parses(cls, value: str | None) -> str | None:
+        if value is not None:
+            if not value.strip():
+                raise ValueError("must not be empty")
+            problem = syntax_error(value)
+            if problem:
+                raise ValueError(f"Jsonnet does not parse: {problem}")
+        return value
+
+    @field_validator("audiences", "export_fields", "trigger_fields")
+    @classmethod
+    def _names(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        if value is None:
+            return None
+        if any(not v for v in value):
+            raise ValueError("entries must be non-empty strings")
+        return tuple(dict.fromkeys(value))  # keep order, drop repeats
+
+    @field_validator("do_not_retry", mode="before")
+    @classmethod
+    def _statuses(cls, value: Any) -> Any:
+        if not isinstance(value, list | tuple):
+            return value
+        out: list[int] = []
+        for i, item in enumerate(value):
+            text = str(item).strip()
+            if isinstance(item, bool) or not text.isdigit() or not 100 <= int(text) <= 599:
+                raise ValueError(f"entry {i} ({item!r}) is not an HTTP status (100-599)")
+            out.append(int(text))
+        return tuple(sorted(set(out)))
+
+    @field_validator("stream")
+    @classmethod
+    def _topic_name(cls, value: str) -> str:
+        if not _TOPIC_RE.match(value):
+            raise ValueError("must be a Kafka topic name (1-200 of A-Z a-z 0-9 . _ -)")
+        return value
+
+    @property
+    def is_triggers(self) -> bool:
+        return self.type == "audience_triggers"
+
+    @property
+    def never_retry(self) -> frozenset[int]:
+        """Statuses that are omitted instead of retried."""
+        return BUILTIN_DO_NOT_RETRY | frozenset(self.do_not_retry)
+
+    @property
+    def queue_topic(self) -> str:
+        """The job's own durable backlog."""
+        return f"webhook-queue-{self.id}"
+
+    def to_json_dict(self) -> dict[str, Any]:
+        """The config as stored and shown: only the fields of its own job type."""
+        other = ENRICHMENT_ONLY if self.is_triggers else TRIGGERS_ONLY
+        return self.model_dump(mode="json", exclude=set(other))
+
+
+def _loc(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+_RANGES = {"batch_size": (1, 1000), "worker_count": (1, 20)}
+
+
+def _rule(err: Mapping[str, Any]) -> str:
+    """A pydantic error as a rule a user can act on, with the offending value."""
+    kind, loc = err["type"], err["loc"]
+    if kind == "extra_forbidden":
+        return "unknown field"
+    if kind == "missing":
+        return "required"
+    if kind == "string_too_short":
+        return "must not be empty"
+    if kind == "too_short":
+        return f"needs at least {err['ctx']['min_length']} entry"
+    if kind == "too_long":
+        return f"at most {err['ctx']['max_length']} entries, got {err['ctx'].get('actual_length')}"
+    if loc and loc[0] in _RANGES and kind in ("greater_than_equal", "less_than_equal"):
+        low, high = _RANGES[str(loc[0])]
+        return f"must be between {low} and {high}, got {err['input']!r}"
+    if kind == "literal_error":
+        return f"must be one of {err['ctx']['expected']}, got {err['input']!r}"
+    return str(err["msg"]).removeprefix("Value error, ")
+
+
+def parse_job_config(raw: Any) -> JobConfig:
+    """Validate a job config document; raise ConfigError naming every wrong field."""
+    if not isinstance(raw, Mapping):
+        raise ConfigError("job config", [FieldProblem("(document)", "must be a mapping of fields")])
+    doc = dict(raw)
+    problems: list[FieldProblem] = []
+    doc.setdefault("id", new_job_id())
+    job_type = doc.get("type")
+    if job_type == "audience_triggers":
+        for key in sorted(ENRICHMENT_ONLY & doc.keys()):
+            problems.append(FieldProblem(key, "only for user_enrichment jobs"))
+            doc.pop(key)
+    elif job_type == "user_enrichment":
+        for key in sorted(TRIGGERS_ONLY & doc.keys()):
+            problems.append(FieldProblem(key, "only for audience_triggers jobs"))
+            doc.pop(key)
+        if not doc.get("export_fields"):
+            problems.append(FieldProblem("export_fields", "required for user_enrichment jobs"))
+    if isinstance(doc.get("audiences"), str):
+        doc["audiences"] = [doc["audiences"]]
+    has_url, has_template = doc.get("webhook_url") is not None, doc.get("url_template") is not None
+    if has_url == has_template:
+        rule = "give exactly one of webhook_url / url_template" + (
+            ", not both" if has_url else ""
+        )
+        problems.append(FieldProblem("webhook_url", rule))
+    try:
+        job = JobConfig.model_validate(doc)
+    except ValidationError as exc:
+        problems.extend(FieldProblem(_loc(e["loc"]), _rule(e)) for e in exc.errors())
+        raise ConfigError("job config", problems) from None
+    if problems:
+        raise ConfigError("job config", problems)
+    if job.is_triggers and not job.cloudevents_source:
+        job = job.model_copy(update={"cloudevents_source": f"/work/{job.id}"})
+    return job
+
+
+DESIRED_STATES = ("running", "stopped")
+
+
+class StoredJob(BaseModel):
+    """A job as kept on `webhook-jobs`: its config plus whether the user stopped it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    config: JobConfig
+    desired_state: Literal["running", "stopped"] = "running"
+    updated_at: str = ""
+
+    def to_record(self) -> dict[str, Any]:
+        """The topic value: the config's fields at top level, plus the control fields."""
+        return {
+            **self.config.to_json_dict(),
+            "desired_state": self.desired_state,
+            "updated_at": self.updated_at,
+        }
+
+    @classmethod
+    def from_record(cls, doc: Mapping[str, Any]) -> StoredJob:
+        fields = dict(doc)
+        desired = fields.pop("desired_state", "running")
+        updated_at = str(fields.pop("updated_at", ""))
+        return cls(config=parse_job_config(fields), desired_state=desired, updated_at=updated_at)

@@ -1,0 +1,100 @@
+"""Trigger evaluation: from one input record and the user's stored state to the events each
+job must deliver, and the user's next state. Pure: the router agent feeds it and writes out.
+
+State per user is small on purpose: the audiences the user is in (slug -> segment id) and,
+per job with trigger fields, a fingerprint of those fields; never the whole profile.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from app.domain.jobs import JobConfig
+from app.domain.records import UserRecord
+
+_TRIGGER_KINDS = {
+    "enter_exit": frozenset({"enter", "exit"}),
+    "enter": frozenset({"enter"}),
+    "exit": frozenset({"exit"}),
+}
+
+
+@dataclass(slots=True)
+class UserState:
+    """What the router remembers of one user between records."""
+
+    audiences: dict[str, str] = field(default_factory=dict)
+    fingerprints: dict[str, str] = field(default_factory=dict)
+
+    def to_bytes(self) -> bytes:
+        return orjson.dumps({"audiences": self.audiences, "fingerprints": self.fingerprints})
+
+    @classmethod
+    def from_bytes(cls, raw: bytes | None) -> UserState | None:
+        if not raw:
+            return None
+        doc = orjson.loads(raw)
+        return cls(audiences=dict(doc.get("audiences", {})), fingerprints=dict(doc.get("fingerprints", {})))
+
+
+@dataclass(frozen=True, slots=True)
+class JobEvent:
+    """One thing a job must deliver for one user: its segment events (enter/exit/change)."""
+
+    job_id: str
+    segment_events: tuple[dict[str, Any], ...]
+
+
+def fingerprint(data: dict[str, Any], fields: Iterable[str]) -> str:
+    """A short stable digest of the values of `fields` (missing and null are the same)."""
+    values = [data.get(f) for f in fields]
+    digest = hashlib.blake2b(orjson.dumps(values, option=orjson.OPT_SORT_KEYS), digest_size=12)
+    return digest.hexdigest()
+
+
+def apply_segment_events(audiences: dict[str, str], record: UserRecord) -> dict[str, str]:
+    """Membership after the record's enter/exit events, applied in order."""
+    out = dict(audiences)
+    for ev in record.segment_events:
+        if ev.event == "enter":
+            out[ev.slug] = str(ev.raw.get("id", ""))
+        else:
+            out.pop(ev.slug, None)
+    return out
+
+
+def route(
+    record: UserRecord, state: UserState | None, jobs: Iterable[JobConfig]
+) -> tuple[list[JobEvent], UserState]:
+    """The events each job owes for `record`, and the user's state after it.
+
+    A user seen for the first time sets the baseline of every fingerprint and sends no change.
+    """
+    first_seen = state is None
+    before = state or UserState()
+    members = apply_segment_events(before.audiences, record)
+    fingerprints: dict[str, str] = {}
+    out: list[JobEvent] = []
+    for job in jobs:
+        audiences = set(job.audiences)
+        kinds = _TRIGGER_KINDS[job.trigger_events] if job.is_triggers else _TRIGGER_KINDS["enter_exit"]
+        events = [
+            ev.raw for ev in record.segment_events if ev.slug in audiences and ev.event in kinds
+        ]
+        in_job = [slug for slug in job.audiences if slug in members]
+        if job.is_triggers and job.trigger_fields and in_job:
+            fp = fingerprint(record.data, job.trigger_fields)
+            fingerprints[job.id] = fp
+            old = before.fingerprints.get(job.id)
+            changed = not first_seen and old is not None and old != fp
+            if changed and not events:
+                slug = in_job[0]
+                events.append({"id": members[slug], "event": "change", "slug": slug})
+        if events:
+            out.append(JobEvent(job_id=job.id, segment_events=tuple(events)))
+    return out, UserState(audiences=members, fingerprints=fingerprints)

@@ -1,0 +1,89 @@
+"""The Faust application: `faust -A app.main worker --without-web` (or `webhooks worker`).
+
+`create_app(settings)` builds it; the module-level `app` is what `faust -A` loads.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import faust
+from mode import Service
+
+from app.agents.router import TAKE_MAX, TAKE_WITHIN_S, Router
+from app.settings import Settings, get_settings
+from app.topic_catalog import state_changelog_topic
+from app.transport.registry import ConfigRegistry
+
+log = logging.getLogger(__name__)
+
+
+class RegistryService(Service):  # type: ignore[misc]
+    """Starts and stops the config registry with the worker."""
+
+    def __init__(self, registry: ConfigRegistry, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.registry = registry
+
+    async def on_start(self) -> None:
+        await self.registry.start()
+
+    async def on_stop(self) -> None:
+        await self.registry.stop()
+
+
+def create_app(settings: Settings) -> Any:
+    """A Faust app wired to `settings`: router agent, state table, config registry."""
+    app = faust.App(
+        settings.app_id,
+        broker=[f"kafka://{s}" for s in settings.bootstrap_servers],
+        store="memory://",
+        datadir=str(settings.data_dir),
+        topic_partitions=settings.input_partitions,
+        topic_replication_factor=settings.topic_replication,
+        key_serializer="raw",
+        value_serializer="raw",
+        web_enabled=False,
+        producer_acks=-1,
+        producer_linger=0.005,
+        producer_max_batch_size=262144,
+        broker_commit_interval=1.0,
+        stream_buffer_maxsize=8192,
+        consumer_auto_offset_reset="earliest",
+    )
+    app.webhooks_settings = settings
+    registry = ConfigRegistry(settings)
+    app.webhooks_registry = registry
+    registry_service = RegistryService(registry, loop=app.loop, beacon=app.beacon)
+
+    input_topic = app.topic(
+        settings.input_topic, key_type=bytes, value_type=bytes, partitions=settings.input_partitions
+    )
+    state_table = app.Table(
+        "user-state",
+        partitions=settings.input_partitions,
+        key_type=bytes,
+        value_type=bytes,
+        help="per-user audience membership and trigger-field fingerprints",
+    )
+    assert state_table.changelog_topic.get_topic_name() == state_changelog_topic(settings)
+    router = Router(app, registry, state_table)
+    app.webhooks_router = router
+
+    @app.task
+    async def start_registry() -> None:
+        await app.add_runtime_dependency(registry_service)
+
+    @app.agent(input_topic, name="router")
+    async def route_events(stream: Any) -> None:
+        await registry.ready.wait()
+        async for events in stream.noack_take(TAKE_MAX, within=TAKE_WITHIN_S):
+            await router.process(events)
+            for event in events:
+                await stream.ack(event)
+
+    return app
+
+
+app = create_app(get_settings())

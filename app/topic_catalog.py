@@ -1,0 +1,67 @@
+"""The declared topics under `topics/`: name, partitions, cleanup policy, value schema."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from app.settings import Settings
+
+TOPICS_DIR = Path(__file__).resolve().parent.parent / "topics"
+
+
+@dataclass(frozen=True, slots=True)
+class TopicSpec:
+    """One topic to create: how many partitions, compacted or not, extra broker configs."""
+
+    name: str
+    partitions: int
+    cleanup_policy: str
+    config: dict[str, str] = field(default_factory=dict)
+    description: str = ""
+
+    def broker_config(self) -> dict[str, str]:
+        return {"cleanup.policy": self.cleanup_policy, **self.config}
+
+
+def load_catalog(settings: Settings, directory: Path = TOPICS_DIR) -> list[TopicSpec]:
+    """Every declared topic, with names and partition counts the settings override."""
+    specs = []
+    for path in sorted(directory.glob("*.json")):
+        doc: dict[str, Any] = json.loads(path.read_text())
+        if doc.get("pattern"):
+            continue  # created per job, not up front
+        name = doc["name"]
+        if doc.get("setting"):
+            name = getattr(settings, doc["setting"])
+        partitions = int(doc["partitions"])
+        if name == settings.input_topic or name == state_changelog_topic(settings):
+            partitions = settings.input_partitions  # must stay co-partitioned
+        specs.append(
+            TopicSpec(
+                name=name,
+                partitions=partitions,
+                cleanup_policy=doc["cleanup_policy"],
+                config={k: str(v) for k, v in doc.get("config", {}).items()},
+                description=doc.get("description", ""),
+            )
+        )
+    return specs
+
+
+def state_changelog_topic(settings: Settings) -> str:
+    """Faust names a table's changelog `<app id>-<table>-changelog`."""
+    return f"{settings.app_id}-user-state-changelog"
+
+
+def queue_topic_spec(settings: Settings, topic: str) -> TopicSpec:
+    """A job's queue: its durable backlog, keyed by user id."""
+    return TopicSpec(
+        name=topic,
+        partitions=settings.queue_partitions,
+        cleanup_policy="delete",
+        config={"retention.ms": str(14 * 24 * 3600 * 1000)},
+        description="per-job queue",
+    )

@@ -1,0 +1,1 @@
+"""Transports: Kafka admin/producer/readers and (later) HTTP. No domain decisions here."""

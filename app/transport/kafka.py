@@ -1,0 +1,145 @@
+"""Kafka plumbing for the CLI and services: create topics, write a record and wait for the
+broker's ack, read a compacted topic to its end. Connection failures become BrokerUnavailable
+with the address, so commands can say what is wrong without a traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaConnectionError, KafkaError
+
+from app.settings import Settings
+from app.topic_catalog import TopicSpec
+
+TOPIC_ALREADY_EXISTS = 36
+
+
+class BrokerUnavailable(RuntimeError):
+    """Kafka could not be reached at the configured bootstrap servers."""
+
+    def __init__(self, bootstrap: str, cause: BaseException) -> None:
+        super().__init__(
+            f"cannot reach Kafka at {bootstrap} ({type(cause).__name__}: {cause}). "
+            "Is the broker running? Set WEBHOOKS_KAFKA_BOOTSTRAP to its address."
+        )
+
+
+@asynccontextmanager
+async def admin_client(settings: Settings) -> AsyncIterator[AIOKafkaAdminClient]:
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=settings.bootstrap_servers, request_timeout_ms=10000
+    )
+    try:
+        await admin.start()
+    except (KafkaConnectionError, KafkaError, OSError) as exc:
+        await admin.close()
+        raise BrokerUnavailable(settings.kafka_bootstrap, exc) from None
+    try:
+        yield admin
+    finally:
+        await admin.close()
+
+
+async def ensure_topics(settings: Settings, specs: Iterable[TopicSpec]) -> list[TopicSpec]:
+    """Create the topics that do not exist yet; return those it created."""
+    wanted = {s.name: s for s in specs}
+    async with admin_client(settings) as admin:
+        existing = set(await admin.list_topics())
+        missing = [s for name, s in wanted.items() if name not in existing]
+        if not missing:
+            return []
+        response = await admin.create_topics(
+            [
+                NewTopic(
+                    name=s.name,
+                    num_partitions=s.partitions,
+                    replication_factor=settings.topic_replication,
+                    topic_configs=s.broker_config(),
+                )
+                for s in missing
+            ]
+        )
+        created = []
+        for name, code, *rest in response.topic_errors:
+            if code == 0:
+                created.append(wanted[name])
+            elif code != TOPIC_ALREADY_EXISTS:
+                message = rest[0] if rest else ""
+                raise RuntimeError(f"could not create topic {name}: error {code} {message}")
+        return created
+
+
+@asynccontextmanager
+async def producer(settings: Settings, **options: Any) -> AsyncIterator[AIOKafkaProducer]:
+    prod = AIOKafkaProducer(
+        bootstrap_servers=settings.bootstrap_servers,
+        acks="all",
+        enable_idempotence=True,
+        request_timeout_ms=15000,
+        **options,
+    )
+    try:
+        await prod.start()
+    except (KafkaConnectionError, KafkaError, OSError) as exc:
+        await prod.stop()
+        raise BrokerUnavailable(settings.kafka_bootstrap, exc) from None
+    try:
+        yield prod
+    finally:
+        await prod.stop()
+
+
+async def write_record(settings: Settings, topic: str, key: str, value: bytes | None) -> None:
+    """Write one record and wait until the broker has it (acks=all)."""
+    async with producer(settings) as prod:
+        await prod.send_and_wait(topic, key=key.encode(), value=value)
+
+
+async def read_to_end(
+    settings: Settings, topic: str, timeout_s: float = 30.0
+) -> list[tuple[bytes | None, bytes | None, int]]:
+    """Every record of `topic` from its start to the end offsets seen on entry.
+
+    Returns (key, value, timestamp_ms) in partition order; no consumer group is used.
+    """
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.bootstrap_servers,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        request_timeout_ms=15000,
+    )
+    try:
+        await consumer.start()
+    except (KafkaConnectionError, KafkaError, OSError) as exc:
+        await consumer.stop()
+        raise BrokerUnavailable(settings.kafka_bootstrap, exc) from None
+    try:
+        partitions = consumer.partitions_for_topic(topic)
+        if partitions is None:
+            await consumer._client.force_metadata_update()
+            partitions = consumer.partitions_for_topic(topic)
+        if not partitions:
+            return []
+        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps)
+        out: list[tuple[bytes | None, bytes | None, int]] = []
+        remaining = {tp for tp in tps if ends[tp] > 0}
+        async with asyncio.timeout(timeout_s):
+            while remaining:
+                batches = await consumer.getmany(*remaining, timeout_ms=500)
+                for tp, messages in batches.items():
+                    out.extend((m.key, m.value, m.timestamp) for m in messages)
+                for tp in list(remaining):
+                    if await consumer.position(tp) >= ends[tp]:
+                        remaining.discard(tp)
+        return out
+    finally:
+        await consumer.stop()

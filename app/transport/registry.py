@@ -1,0 +1,127 @@
+"""Every worker's view of all jobs and authorizations, read from their compacted topics.
+
+No consumer group: each worker assigns itself every partition, reads from the start to the
+end offsets (then `ready` is set) and keeps tailing, so a job applied anywhere reaches every
+worker within one poll. Invalid records are logged and skipped, never fatal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from app.domain.jobs import StoredJob
+from app.settings import Settings
+
+log = logging.getLogger(__name__)
+
+JobListener = Callable[[str, StoredJob | None], None]
+
+
+class ConfigRegistry:
+    """Live map of job id -> StoredJob and authorization id -> stored authorization record."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.jobs: dict[str, StoredJob] = {}
+        self.authorizations: dict[str, dict[str, Any]] = {}
+        self.ready = asyncio.Event()
+        self._listeners: list[JobListener] = []
+        self._consumer: AIOKafkaConsumer | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    def subscribe(self, listener: JobListener) -> None:
+        """Call `listener(job_id, job or None)` on every change after this point."""
+        self._listeners.append(listener)
+
+    async def start(self) -> None:
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.settings.bootstrap_servers,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            metadata_max_age_ms=5000,
+        )
+        await self._consumer.start()
+        self._task = asyncio.create_task(self._run(), name="config-registry")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+        if self._consumer is not None:
+            await self._consumer.stop()
+
+    async def _assign(self) -> dict[TopicPartition, int]:
+        consumer = self._consumer
+        assert consumer is not None
+        topics = (self.settings.jobs_topic, self.settings.authorizations_topic)
+        tps: list[TopicPartition] = []
+        for _ in range(60):
+            await consumer._client.force_metadata_update()
+            parts = [consumer.partitions_for_topic(t) for t in topics]
+            if all(parts):
+                tps = [TopicPartition(t, p) for t, ps in zip(topics, parts, strict=True) for p in ps]
+                break
+            log.warning("waiting for topics %s to exist (run `webhooks topics create`)", topics)
+            await asyncio.sleep(1.0)
+        else:
+            raise RuntimeError(f"topics {topics} do not exist")
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends: dict[TopicPartition, int] = await consumer.end_offsets(tps)
+        return ends
+
+    async def _run(self) -> None:
+        consumer = self._consumer
+        assert consumer is not None
+        ends = await self._assign()
+        pending = {tp for tp, end in ends.items() if end > 0}
+        if not pending:
+            self.ready.set()
+        while True:
+            batches = await consumer.getmany(timeout_ms=200, max_records=1000)
+            for tp, messages in batches.items():
+                for msg in messages:
+                    self._apply(tp.topic, msg.key, msg.value)
+            if pending:
+                for tp in list(pending):
+                    if await consumer.position(tp) >= ends[tp]:
+                        pending.discard(tp)
+                if not pending:
+                    log.info("config registry loaded: %d job(s)", len(self.jobs))
+                    self.ready.set()
+
+    def _apply(self, topic: str, key: bytes | None, value: bytes | None) -> None:
+        if key is None:
+            return
+        ident = key.decode(errors="replace")
+        if topic == self.settings.authorizations_topic:
+            if value is None:
+                self.authorizations.pop(ident, None)
+            else:
+                try:
+                    self.authorizations[ident] = orjson.loads(value)
+                except orjson.JSONDecodeError:
+                    log.error("skipping authorization %s: not JSON", ident)
+            return
+        job: StoredJob | None = None
+        if value is not None:
+            try:
+                job = StoredJob.from_record(orjson.loads(value))
+            except (ValueError, TypeError) as exc:
+                log.error("skipping job record %s: %s", ident, exc)
+                return
+        if job is None:
+            self.jobs.pop(ident, None)
+        else:
+            self.jobs[ident] = job
+        for listener in self._listeners:
+            listener(ident, job)
