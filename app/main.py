@@ -52,9 +52,7 @@ def create_app(settings: Settings) -> Any:
         stream_buffer_maxsize=8192,
         consumer_auto_offset_reset="earliest",
     )
-    app.webhooks_settings = settings
     registry = ConfigRegistry(settings)
-    app.webhooks_registry = registry
     registry_service = RegistryService(registry, loop=app.loop, beacon=app.beacon)
 
     input_topic = app.topic(
@@ -68,8 +66,7 @@ def create_app(settings: Settings) -> Any:
         help="per-user audience membership and trigger-field fingerprints",
     )
     assert state_table.changelog_topic.get_topic_name() == state_changelog_topic(settings)
-    router = Router(app, registry, state_table)
-    app.webhooks_router = router
+    router = Router(app, settings, registry, state_table)
 
     @app.task
     async def start_registry() -> None:
@@ -78,6 +75,7 @@ def create_app(settings: Settings) -> Any:
     @app.agent(input_topic, name="router")
     async def route_events(stream: Any) -> None:
         await registry.ready.wait()
+        log.info("router ready: %d job(s) loaded", len(registry.jobs))
         async for events in stream.noack_take(TAKE_MAX, within=TAKE_WITHIN_S):
             await router.process(events)
             for event in events:

@@ -19,6 +19,7 @@ from app.agents.deadletter import deadletter_value, raw_event
 from app.domain.errors import InvalidRecord
 from app.domain.records import UserRecord, parse_record
 from app.domain.routing import UserState, route
+from app.settings import Settings
 from app.transport.registry import ConfigRegistry
 
 log = logging.getLogger(__name__)
@@ -33,7 +34,9 @@ def event_id(topic: str, partition: int, offset: int, job_id: str) -> str:
     return hashlib.blake2b(raw, digest_size=16).hexdigest()
 
 
-def queue_value(record: UserRecord, job_id: str, ev_id: str, events: tuple[dict[str, Any], ...]) -> bytes:
+def queue_value(
+    record: UserRecord, job_id: str, ev_id: str, events: tuple[dict[str, Any], ...]
+) -> bytes:
     return orjson.dumps(
         {
             "event_id": ev_id,
@@ -52,11 +55,13 @@ def queue_value(record: UserRecord, job_id: str, ev_id: str, events: tuple[dict[
 class Router:
     """Routes a batch of input events; owns nothing but references to the app's pieces."""
 
-    def __init__(self, app: Any, registry: ConfigRegistry, state_table: Any) -> None:
+    def __init__(
+        self, app: Any, settings: Settings, registry: ConfigRegistry, state_table: Any
+    ) -> None:
         self.app = app
         self.registry = registry
         self.table = state_table
-        self.settings = app.webhooks_settings
+        self.settings = settings
         self.routed = 0
         self.dead_lettered = 0
 

@@ -56,7 +56,7 @@ async def list_authorizations(settings: Settings) -> list[str]:
         return ["no authorizations"]
     box = secret_box(settings)
     lines = []
-    for auth_id, raw in sorted(records.items()):
+    for _, raw in sorted(records.items()):
         doc = orjson.loads(raw)
         try:
             shown = load_stored_authorization(doc, box).redacted()

@@ -53,7 +53,9 @@ async def apply(settings: Settings, file: Path) -> list[str]:
     configs = validate_documents(load_documents(file))
     auth_ids = set(await load_compacted(settings, settings.authorizations_topic))
     missing = [
-        FieldProblem("authorization", f"no authorization {c.authorization!r} (see `webhooks auth list`)")
+        FieldProblem(
+            "authorization", f"no authorization {c.authorization!r} (see `webhooks auth list`)"
+        )
         for c in configs
         if c.authorization and c.authorization not in auth_ids
     ]
@@ -83,20 +85,28 @@ async def list_jobs(settings: Settings) -> list[str]:
         return ["no jobs"]
     lines = [f"{'ID':<34} {'TYPE':<18} {'STATE':<8} LABEL"]
     for job_id, job in sorted(jobs.items()):
-        lines.append(f"{job_id:<34} {job.config.type:<18} {job.desired_state:<8} {job.config.label}")
+        lines.append(
+            f"{job_id:<34} {job.config.type:<18} {job.desired_state:<8} {job.config.label}"
+        )
     return lines
 
 
 async def _get(settings: Settings, job_id: str) -> StoredJob:
     job = (await load_jobs(settings)).get(job_id)
     if job is None:
-        raise ConfigError("job id", [FieldProblem("id", f"no job {job_id!r} (see `webhooks jobs list`)")])
+        raise ConfigError(
+            "job id", [FieldProblem("id", f"no job {job_id!r} (see `webhooks jobs list`)")]
+        )
     return job
 
 
 async def show(settings: Settings, job_id: str) -> str:
     job = await _get(settings, job_id)
-    doc = {"state": job.desired_state, "updated_at": job.updated_at, "config": job.config.to_json_dict()}
+    doc = {
+        "state": job.desired_state,
+        "updated_at": job.updated_at,
+        "config": job.config.to_json_dict(),
+    }
     return orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode()
 
 

@@ -206,9 +206,7 @@ def parse_job_config(raw: Any) -> JobConfig:
         doc["audiences"] = [doc["audiences"]]
     has_url, has_template = doc.get("webhook_url") is not None, doc.get("url_template") is not None
     if has_url == has_template:
-        rule = "give exactly one of webhook_url / url_template" + (
-            ", not both" if has_url else ""
-        )
+        rule = "give exactly one of webhook_url / url_template" + (", not both" if has_url else "")
         problems.append(FieldProblem("webhook_url", rule))
     try:
         job = JobConfig.model_validate(doc)

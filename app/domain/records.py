@@ -50,7 +50,9 @@ def _segment_events(value: Any) -> tuple[SegmentEvent, ...]:
             raise InvalidRecord(f"segment_events[{i}].slug: required non-empty string")
         kind = item.get("event")
         if kind not in SEGMENT_EVENT_KINDS:
-            raise InvalidRecord(f"segment_events[{i}].event: must be 'enter' or 'exit', got {kind!r}")
+            raise InvalidRecord(
+                f"segment_events[{i}].event: must be 'enter' or 'exit', got {kind!r}"
+            )
         events.append(SegmentEvent(slug=slug, event=kind, raw=item))
     return tuple(events)
 

@@ -39,7 +39,9 @@ class UserState:
         if not raw:
             return None
         doc = orjson.loads(raw)
-        return cls(audiences=dict(doc.get("audiences", {})), fingerprints=dict(doc.get("fingerprints", {})))
+        return cls(
+            audiences=dict(doc.get("audiences", {})), fingerprints=dict(doc.get("fingerprints", {}))
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,7 +84,9 @@ def route(
     out: list[JobEvent] = []
     for job in jobs:
         audiences = set(job.audiences)
-        kinds = _TRIGGER_KINDS[job.trigger_events] if job.is_triggers else _TRIGGER_KINDS["enter_exit"]
+        kinds = (
+            _TRIGGER_KINDS[job.trigger_events] if job.is_triggers else _TRIGGER_KINDS["enter_exit"]
+        )
         events = [
             ev.raw for ev in record.segment_events if ev.slug in audiences and ev.event in kinds
         ]

@@ -7,9 +7,8 @@ positions still match the user's own line numbers.
 
 from __future__ import annotations
 
-from typing import Any
-
 import re
+from typing import Any
 
 import _jsonnet
 import orjson

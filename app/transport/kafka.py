@@ -135,7 +135,7 @@ async def read_to_end(
         async with asyncio.timeout(timeout_s):
             while remaining:
                 batches = await consumer.getmany(*remaining, timeout_ms=500)
-                for tp, messages in batches.items():
+                for messages in batches.values():
                     out.extend((m.key, m.value, m.timestamp) for m in messages)
                 for tp in list(remaining):
                     if await consumer.position(tp) >= ends[tp]:

@@ -8,6 +8,7 @@ worker within one poll. Invalid records are logged and skipped, never fatal.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -52,10 +53,8 @@ class ConfigRegistry:
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-            except asyncio.CancelledError:
-                pass
         if self._consumer is not None:
             await self._consumer.stop()
 
@@ -68,7 +67,9 @@ class ConfigRegistry:
             await consumer._client.force_metadata_update()
             parts = [consumer.partitions_for_topic(t) for t in topics]
             if all(parts):
-                tps = [TopicPartition(t, p) for t, ps in zip(topics, parts, strict=True) for p in ps]
+                tps = [
+                    TopicPartition(t, p) for t, ps in zip(topics, parts, strict=True) for p in ps
+                ]
                 break
             log.warning("waiting for topics %s to exist (run `webhooks topics create`)", topics)
             await asyncio.sleep(1.0)

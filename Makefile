@@ -1,0 +1,56 @@
+# audience-webhooks: `make demo` runs the product, `make test` runs every test.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export WEBHOOKS_KAFKA_BOOTSTRAP ?= 127.0.0.1:9092
+
+.PHONY: help install broker broker-stop lint typecheck test test-unit test-integration test-e2e demo bench clean
+
+help:
+	@echo "make demo   - broker + worker + HTTPS receiver + example jobs and events (Ctrl-C stops)"
+	@echo "make test   - install, start the broker if needed, ruff + mypy + pytest"
+	@echo "make bench  - throughput/latency benchmark against a minimal aiokafka+aiohttp baseline"
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+broker:
+	scripts/kafka.sh start
+
+broker-stop:
+	scripts/kafka.sh stop
+
+lint: install
+	$(BIN)/ruff check app tests bench scripts
+	$(BIN)/ruff format --check app tests bench scripts
+
+typecheck: install
+	$(BIN)/mypy app tests bench
+
+test: install broker lint typecheck
+	$(BIN)/pytest -ra tests
+
+test-unit: install
+	$(BIN)/pytest -ra tests/unit
+
+test-integration: install broker
+	$(BIN)/pytest -ra tests/integration
+
+test-e2e: install broker
+	$(BIN)/pytest -ra tests/e2e
+
+demo: install broker
+	$(BIN)/python scripts/demo.py
+
+bench: install broker
+	$(BIN)/python -m bench.run
+
+clean:
+	rm -rf .cache/worker-data .demo .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,77 @@
+"""Shared fixtures: the real broker, per-test isolated settings (own topics, own group)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from app.settings import Settings
+from tests.support import broker
+from tests.support.processes import WorkerProcess
+
+NEEDS_BROKER = ("integration", "e2e")
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return f"kafka: Apache Kafka {broker.version()} (KRaft) at {broker.bootstrap()}"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        for kind in NEEDS_BROKER:
+            if f"tests/{kind}/" in str(item.path).replace("\\", "/"):
+                item.add_marker(getattr(pytest.mark, kind))
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if terminalreporter.stats.get("failed") or terminalreporter.stats.get("error"):
+        terminalreporter.write_sep("-", "last lines of the Kafka broker log")
+        terminalreporter.write_line(broker.log_tail(40))
+
+
+@pytest.fixture(scope="session")
+def kafka() -> str:
+    """The bootstrap address of a running broker (started by scripts/kafka.sh if needed)."""
+    broker.ensure_running()
+    return broker.bootstrap()
+
+
+@pytest.fixture
+def test_env(kafka: str, tmp_path: Path) -> dict[str, str]:
+    """Environment for one test's processes: its own topics, consumer group and data dir."""
+    tag = uuid.uuid4().hex[:10]
+    return {
+        "WEBHOOKS_KAFKA_BOOTSTRAP": kafka,
+        "WEBHOOKS_APP_ID": f"aw-test-{tag}",
+        "WEBHOOKS_INPUT_TOPIC": f"audience-events-{tag}",
+        "WEBHOOKS_JOBS_TOPIC": f"webhook-jobs-{tag}",
+        "WEBHOOKS_AUTHORIZATIONS_TOPIC": f"webhook-authorizations-{tag}",
+        "WEBHOOKS_DEADLETTER_TOPIC": f"webhook-deadletter-{tag}",
+        "WEBHOOKS_ENRICHMENT_TOPIC": f"webhook_enrichment-{tag}",
+        "WEBHOOKS_INPUT_PARTITIONS": "2",
+        "WEBHOOKS_QUEUE_PARTITIONS": "2",
+        "WEBHOOKS_DATA_DIR": str(tmp_path / "worker-data"),
+        "WEBHOOKS_SECRET_KEY": f"test-secret-key-{tag}",
+        "WEBHOOKS_ALLOWED_PRIVATE_NETS": "127.0.0.0/8",
+    }
+
+
+@pytest.fixture
+def test_settings(test_env: dict[str, str]) -> Settings:
+    """The same settings as `test_env`, for code running inside the test."""
+    return Settings.model_validate(
+        {k.removeprefix("WEBHOOKS_").lower(): v for k, v in test_env.items()}
+    )
+
+
+@pytest.fixture
+def worker(test_env: dict[str, str], tmp_path: Path) -> Iterator[WorkerProcess]:
+    """A started `webhooks worker` for this test; its log is printed when the test fails."""
+    proc = WorkerProcess(env=test_env, log_path=tmp_path / "worker.log")
+    proc.start()
+    yield proc
+    proc.stop()
+    print(f"--- worker log tail ({proc.log_path}) ---\n{proc.tail(60)}")

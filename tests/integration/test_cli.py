@@ -1,0 +1,139 @@
+"""The CLI against the real broker: topics, jobs and authorizations round-trip through Kafka."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from pathlib import Path
+
+import orjson
+import yaml
+
+from app.settings import Settings
+from tests.support.kafka_io import read_json
+from tests.support.processes import run_cli
+
+
+def write_yaml(path: Path, doc: object) -> Path:
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+def triggers_job(job_id: str) -> dict[str, object]:
+    return {
+        "id": job_id,
+        "type": "audience_triggers",
+        "label": "Round trip",
+        "audiences": ["newsletter"],
+        "webhook_url": "https://hooks.example.com/in",
+        "trigger_fields": ["email"],
+    }
+
+
+def test_topics_create_is_idempotent(test_env: dict[str, str]) -> None:
+    first = run_cli(test_env, "topics", "create")
+    assert first.code == 0, first.err
+    assert f"created {test_env['WEBHOOKS_INPUT_TOPIC']} (2 partitions, delete)" in first.out
+    assert f"created {test_env['WEBHOOKS_JOBS_TOPIC']} (1 partitions, compact)" in first.out
+    second = run_cli(test_env, "topics", "create")
+    assert second.code == 0, second.err
+    assert "0 created, 6 already existed" in second.out
+
+
+def test_job_round_trips_through_cli_and_topic(
+    test_env: dict[str, str], test_settings: Settings, tmp_path: Path
+) -> None:
+    assert run_cli(test_env, "topics", "create").code == 0
+    job_id = uuid.uuid4().hex
+    applied = run_cli(
+        test_env, "jobs", "apply", str(write_yaml(tmp_path / "j.yaml", triggers_job(job_id)))
+    )
+    assert applied.code == 0, applied.err
+    assert f"created job {job_id}" in applied.out
+
+    listed = run_cli(test_env, "jobs", "list")
+    assert job_id in listed.out and "running" in listed.out
+
+    shown = orjson.loads(run_cli(test_env, "jobs", "show", job_id).out)
+    assert shown["state"] == "running"
+    config = shown["config"]
+    assert config["audiences"] == ["newsletter"]
+    assert config["batch_size"] == 10 and config["worker_count"] == 5
+    assert config["cloudevents_source"] == f"/work/{job_id}"
+    assert "stream" not in config  # enrichment-only field is not part of a triggers job
+
+    records = asyncio.run(read_json(test_settings, test_settings.jobs_topic))
+    assert [key for key, _ in records] == [job_id]
+    assert records[0][1]["trigger_fields"] == ["email"]
+
+    assert run_cli(test_env, "jobs", "stop", job_id).code == 0
+    assert orjson.loads(run_cli(test_env, "jobs", "show", job_id).out)["state"] == "stopped"
+    # Applying again keeps the stopped state: a config update is not a resume.
+    assert "updated job" in run_cli(test_env, "jobs", "apply", str(tmp_path / "j.yaml")).out
+    assert orjson.loads(run_cli(test_env, "jobs", "show", job_id).out)["state"] == "stopped"
+    assert run_cli(test_env, "jobs", "resume", job_id).code == 0
+    assert orjson.loads(run_cli(test_env, "jobs", "show", job_id).out)["state"] == "running"
+
+
+def test_invalid_job_exits_2_names_each_field_and_writes_nothing(
+    test_env: dict[str, str], test_settings: Settings, tmp_path: Path
+) -> None:
+    assert run_cli(test_env, "topics", "create").code == 0
+    bad = {
+        "type": "audience_triggers",
+        "label": "bad",
+        "audiences": ["a"],
+        "webhook_url": "http://plain.example.com",
+        "worker_count": 21,
+        "stream": "x",
+        "colour": "blue",
+    }
+    result = run_cli(test_env, "jobs", "apply", str(write_yaml(tmp_path / "bad.yaml", bad)))
+    assert result.code == 2
+    for field in ("webhook_url", "worker_count", "stream", "colour"):
+        assert f"- {field}:" in result.err, result.err
+    assert "Traceback" not in result.err
+    assert asyncio.run(read_json(test_settings, test_settings.jobs_topic)) == []
+
+
+def test_job_naming_unknown_authorization_is_refused(
+    test_env: dict[str, str], tmp_path: Path
+) -> None:
+    assert run_cli(test_env, "topics", "create").code == 0
+    job = {**triggers_job(uuid.uuid4().hex), "authorization": "nope"}
+    result = run_cli(test_env, "jobs", "apply", str(write_yaml(tmp_path / "j.yaml", job)))
+    assert result.code == 2
+    assert "- authorization: no authorization 'nope'" in result.err
+
+
+def test_unreachable_broker_is_a_clear_error(test_env: dict[str, str]) -> None:
+    env = {**test_env, "WEBHOOKS_KAFKA_BOOTSTRAP": "127.0.0.1:1"}
+    result = run_cli(env, "jobs", "list")
+    assert result.code == 1
+    assert "cannot reach Kafka at 127.0.0.1:1" in result.err
+    assert "Traceback" not in result.err
+
+
+def test_authorization_secrets_are_encrypted_and_listed_redacted(
+    test_env: dict[str, str], test_settings: Settings, tmp_path: Path
+) -> None:
+    assert run_cli(test_env, "topics", "create").code == 0
+    auth = {
+        "id": "crm",
+        "label": "CRM",
+        "method": "headers",
+        "headers": "Authorization: s3cr3t-header-value\nX-Team: growth",
+        "params": "api_key=s3cr3t-param-value",
+    }
+    applied = run_cli(test_env, "auth", "apply", str(write_yaml(tmp_path / "a.yaml", auth)))
+    assert applied.code == 0, applied.err
+    listed = run_cli(test_env, "auth", "list")
+    assert "Authorization: ***" in listed.out and "api_key=***" in listed.out
+    assert "s3cr3t" not in listed.out
+    raw = asyncio.run(read_json(test_settings, test_settings.authorizations_topic))
+    assert "s3cr3t" not in orjson.dumps(raw).decode()
+
+    no_key = {k: v for k, v in test_env.items() if k != "WEBHOOKS_SECRET_KEY"}
+    refused = run_cli(no_key, "auth", "apply", str(tmp_path / "a.yaml"))
+    assert refused.code == 2
+    assert "WEBHOOKS_SECRET_KEY: not set" in refused.err
