@@ -32,7 +32,7 @@ lint: install
 	$(BIN)/ruff format --check app tests bench scripts
 
 typecheck: install
-	$(BIN)/mypy app tests bench
+	$(BIN)/mypy app tests bench scripts
 
 test: install broker lint typecheck
 	$(BIN)/pytest -ra tests
@@ -46,7 +46,7 @@ test-integration: install broker
 test-e2e: install broker
 	$(BIN)/pytest -ra tests/e2e
 
-demo: install broker
+demo: install
 	$(BIN)/python scripts/demo.py
 
 bench: install broker

@@ -53,10 +53,19 @@ class JobEvent:
 
 
 def fingerprint(data: dict[str, Any], fields: Iterable[str]) -> str:
-    """A short stable digest of the values of `fields` (missing and null are the same)."""
-    values = [data.get(f) for f in fields]
-    digest = hashlib.blake2b(orjson.dumps(values, option=orjson.OPT_SORT_KEYS), digest_size=12)
-    return digest.hexdigest()
+    """`<field-list tag>:<digest of the values>` (missing and null are the same).
+
+    The tag lets an edit of a job's trigger_fields read as "no baseline" rather than as a
+    change of every member.
+    """
+    names = list(fields)
+    tag = hashlib.blake2b(orjson.dumps(names), digest_size=4).hexdigest()
+    values = orjson.dumps([data.get(f) for f in names], option=orjson.OPT_SORT_KEYS)
+    return f"{tag}:{hashlib.blake2b(values, digest_size=12).hexdigest()}"
+
+
+def _same_fields(old: str, new: str) -> bool:
+    return old.partition(":")[0] == new.partition(":")[0]
 
 
 def apply_segment_events(audiences: dict[str, str], record: UserRecord) -> dict[str, str]:
@@ -95,7 +104,7 @@ def route(
             fp = fingerprint(record.data, job.trigger_fields)
             fingerprints[job.id] = fp
             old = before.fingerprints.get(job.id)
-            changed = not first_seen and old is not None and old != fp
+            changed = not first_seen and old is not None and _same_fields(old, fp) and old != fp
             if changed and not events:
                 slug = in_job[0]
                 events.append({"id": members[slug], "event": "change", "slug": slug})

@@ -1,38 +1,51 @@
 """Jsonnet templates for URLs and enrichment bodies.
 
 A template sees two variables: `user` (the input record: id, data, by_fields, segment_events)
-and `job` (the job config). They are bound on the template's first line so Jsonnet's error
-positions still match the user's own line numbers.
+and `job` (the job config). The template is loaded as the body of `function(user, job)` from
+a virtual file, so it is parsed on its own (it cannot close a wrapper around it), it can be
+checked without being run, and error positions are the user's own lines.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 import _jsonnet
 import orjson
 
-_PROBE_POSITION = re.compile(r"template:(\d+):")
-_PRELUDE = 'local user = std.extVar("user"), job = std.extVar("job"); '
+_FILE = "template.jsonnet"
+_HEADER = "function(user, job)\n"
+_POSITION = re.compile(re.escape(_FILE) + r":(\d+):")
+_PROBE = f'std.type(import "{_FILE}")'
+_CALL = f'(import "{_FILE}")(std.extVar("user"), std.extVar("job"))'
 
 
 class TemplateError(ValueError):
     """A template that does not parse or does not evaluate; the message is Jsonnet's."""
 
 
-def syntax_error(source: str) -> str | None:
-    """Jsonnet's parse error for `source`, or None when it parses.
+def _importer(source: str) -> Callable[[str, str], tuple[str, bytes]]:
+    def load(_base: str, rel: str) -> tuple[str, bytes]:
+        if rel != _FILE:
+            raise RuntimeError(f"templates cannot import files ({rel!r})")
+        return rel, (_HEADER + source).encode()
 
-    Jsonnet is lazy: binding the template to an unused local parses it without running it,
-    so a template that reads fields a sample user lacks is not refused.
-    """
-    probe = f"local user = {{}}, job = {{}}; local _template = (\n{source}\n); null"
+    return load
+
+
+def _message(exc: RuntimeError) -> str:
+    # The header takes the file's first line: shift positions back to the user's lines.
+    return _POSITION.sub(lambda m: f"line {int(m[1]) - 1}:", str(exc)).strip()
+
+
+def syntax_error(source: str) -> str | None:
+    """Jsonnet's parse error for `source`, or None when it parses (it is not run)."""
     try:
-        _jsonnet.evaluate_snippet("template", probe)
+        _jsonnet.evaluate_snippet("probe", _PROBE, import_callback=_importer(source))
     except RuntimeError as exc:
-        # The probe puts the template on its second line: shift positions back to the user's.
-        return _PROBE_POSITION.sub(lambda m: f"line {int(m[1]) - 1}:", str(exc)).strip()
+        return _message(exc)
     return None
 
 
@@ -41,11 +54,12 @@ def render(source: str, user: dict[str, Any], job: dict[str, Any]) -> Any:
     try:
         out = _jsonnet.evaluate_snippet(
             "template",
-            _PRELUDE + source,
+            _CALL,
+            import_callback=_importer(source),
             ext_codes={"user": orjson.dumps(user).decode(), "job": orjson.dumps(job).decode()},
         )
     except RuntimeError as exc:
-        raise TemplateError(str(exc).strip()) from None
+        raise TemplateError(_message(exc)) from None
     return orjson.loads(out)
 
 

@@ -143,3 +143,14 @@ def test_each_job_gets_its_own_events() -> None:
         ("a", [("enter", "vip")]),
         ("b", [("enter", "other")]),
     ]
+
+
+def test_editing_trigger_fields_alone_sends_no_change() -> None:
+    """BUG: the fingerprint is keyed by job id only, so changing the job's trigger_fields
+    makes every member's next record a spurious `change` though no value changed."""
+    _, state = route(
+        record({"plan": "free"}, ("enter", "vip")), None, [job(trigger_fields=["plan"])]
+    )
+    edited = job(trigger_fields=["plan", "tier"])
+    out, _ = route(record({"plan": "free"}), state, [edited])
+    assert out == []

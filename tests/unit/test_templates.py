@@ -46,3 +46,12 @@ def test_render_url_of_a_non_string_raises(source: str) -> None:
 def test_render_error_raises_template_error() -> None:
     with pytest.raises(TemplateError):
         render_url('error "boom"', USER, JOB)
+
+
+def test_syntax_error_is_not_fooled_by_closing_the_probe() -> None:
+    """BUG: syntax_error wraps the source in `local _template = (\n...\n); null`, so a
+    source that closes that parenthesis itself passes the check though it never parses."""
+    source = "1); local z = (2"
+    with pytest.raises(TemplateError):
+        render(source, USER, JOB)  # it really does not parse
+    assert syntax_error(source) is not None

@@ -1,0 +1,111 @@
+"""An HTTPS webhook receiver on loopback that records every request it gets.
+
+Behaviour is scriptable per path (`Behaviour`): status, delay, extra headers, so tests can
+make an endpoint fail, slow down or send Retry-After. It tracks requests in flight, which
+the worker-count tests read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from app.devtools.tls import LocalTLS
+
+
+@dataclass
+class Received:
+    """One request as the receiver saw it."""
+
+    method: str
+    path: str
+    query: dict[str, str]
+    headers: dict[str, str]
+    body: bytes
+    at: float
+
+    def json(self) -> Any:
+        return orjson.loads(self.body)
+
+
+@dataclass
+class Behaviour:
+    """How to answer: `respond(request_number)` -> (status, delay seconds, headers, body)."""
+
+    respond: Callable[[int], tuple[int, float, dict[str, str], bytes]] = field(
+        default=lambda n: (200, 0.0, {}, b'{"ok":true}')
+    )
+
+
+class WebhookReceiver:
+    """Records requests; `port` is known after `start()`."""
+
+    def __init__(self, tls: LocalTLS, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.tls = tls
+        self.host = host
+        self.port = port
+        self.requests: list[Received] = []
+        self.behaviours: dict[str, Behaviour] = {}
+        self.in_flight = 0
+        self.max_in_flight: dict[str, int] = {}
+        self._count: dict[str, int] = {}
+        self._in_flight_by_path: dict[str, int] = {}
+        self._runner: web.AppRunner | None = None
+        self.arrived = asyncio.Event()
+
+    def url(self, path: str) -> str:
+        return f"https://{self.host}:{self.port}{path}"
+
+    def for_path(self, path: str) -> list[Received]:
+        return [r for r in self.requests if r.path == path]
+
+    async def start(self) -> None:
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self.port, ssl_context=self.tls.server_context)
+        await site.start()
+        server: Any = site._server
+        self.port = server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        path = request.path
+        body = await request.read()
+        self.requests.append(
+            Received(
+                method=request.method,
+                path=path,
+                query=dict(request.query),
+                headers={k.lower(): v for k, v in request.headers.items()},
+                body=body,
+                at=time.time(),
+            )
+        )
+        number = self._count.get(path, 0)
+        self._count[path] = number + 1
+        status, delay, headers, answer = self.behaviours.get(path, Behaviour()).respond(number)
+        current = self._in_flight_by_path.get(path, 0) + 1
+        self._in_flight_by_path[path] = current
+        self.max_in_flight[path] = max(self.max_in_flight.get(path, 0), current)
+        self.in_flight += 1
+        try:
+            if delay:
+                await asyncio.sleep(delay)
+            self.arrived.set()
+            return web.Response(
+                status=status, body=answer, headers={"Content-Type": "application/json", **headers}
+            )
+        finally:
+            self.in_flight -= 1
+            self._in_flight_by_path[path] -= 1
