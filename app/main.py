@@ -11,6 +11,7 @@ from typing import Any
 import faust
 from mode import Service
 
+from app.agents.delivery import DeliveryManager
 from app.agents.router import TAKE_MAX, TAKE_WITHIN_S, Router
 from app.settings import Settings, get_settings
 from app.topic_catalog import state_changelog_topic
@@ -19,17 +20,21 @@ from app.transport.registry import ConfigRegistry
 log = logging.getLogger(__name__)
 
 
-class RegistryService(Service):  # type: ignore[misc]
-    """Starts and stops the config registry with the worker."""
+class WebhooksService(Service):  # type: ignore[misc]
+    """Starts the config registry, then delivery; stops them in reverse, with the worker."""
 
-    def __init__(self, registry: ConfigRegistry, **kwargs: Any) -> None:
+    def __init__(self, registry: ConfigRegistry, delivery: DeliveryManager, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.registry = registry
+        self.delivery = delivery
 
     async def on_start(self) -> None:
         await self.registry.start()
+        await self.delivery.start()
+        log.info("delivery ready: %d job(s) running", len(self.delivery.deliveries))
 
     async def on_stop(self) -> None:
+        await self.delivery.stop()
         await self.registry.stop()
 
 
@@ -53,7 +58,8 @@ def create_app(settings: Settings) -> Any:
         consumer_auto_offset_reset="earliest",
     )
     registry = ConfigRegistry(settings)
-    registry_service = RegistryService(registry, loop=app.loop, beacon=app.beacon)
+    delivery = DeliveryManager(settings, registry)
+    service = WebhooksService(registry, delivery, loop=app.loop, beacon=app.beacon)
 
     input_topic = app.topic(
         settings.input_topic, key_type=bytes, value_type=bytes, partitions=settings.input_partitions
@@ -69,8 +75,8 @@ def create_app(settings: Settings) -> Any:
     router = Router(app, settings, registry, state_table)
 
     @app.task
-    async def start_registry() -> None:
-        await app.add_runtime_dependency(registry_service)
+    async def start_services() -> None:
+        await app.add_runtime_dependency(service)
 
     @app.agent(input_topic, name="router")
     async def route_events(stream: Any) -> None:

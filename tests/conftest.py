@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
+from app.devtools.receiver import WebhookReceiver
+from app.devtools.tls import LocalTLS, make_local_tls
 from app.settings import Settings
 from tests.support import broker
 from tests.support.processes import WorkerProcess
@@ -39,8 +41,23 @@ def kafka() -> str:
     return broker.bootstrap()
 
 
+@pytest.fixture(scope="session")
+def local_tls(tmp_path_factory: pytest.TempPathFactory) -> LocalTLS:
+    """A test CA and a loopback server certificate; workers trust it via WEBHOOKS_CA_BUNDLE."""
+    return make_local_tls(tmp_path_factory.mktemp("tls"))
+
+
 @pytest.fixture
-def test_env(kafka: str, tmp_path: Path) -> dict[str, str]:
+async def receiver(local_tls: LocalTLS) -> AsyncIterator[WebhookReceiver]:
+    """A real HTTPS webhook receiver on 127.0.0.1 that records what it gets."""
+    rec = WebhookReceiver(local_tls)
+    await rec.start()
+    yield rec
+    await rec.stop()
+
+
+@pytest.fixture
+def test_env(kafka: str, tmp_path: Path, local_tls: LocalTLS) -> dict[str, str]:
     """Environment for one test's processes: its own topics, consumer group and data dir."""
     tag = uuid.uuid4().hex[:10]
     return {
@@ -56,6 +73,9 @@ def test_env(kafka: str, tmp_path: Path) -> dict[str, str]:
         "WEBHOOKS_DATA_DIR": str(tmp_path / "worker-data"),
         "WEBHOOKS_SECRET_KEY": f"test-secret-key-{tag}",
         "WEBHOOKS_ALLOWED_PRIVATE_NETS": "127.0.0.0/8",
+        "WEBHOOKS_CA_BUNDLE": str(local_tls.ca_path),
+        "WEBHOOKS_RETRY_BACKOFF_INITIAL_S": "0.1",
+        "WEBHOOKS_RETRY_BACKOFF_MAX_S": "1.0",
     }
 
 

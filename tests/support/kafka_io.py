@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
@@ -14,7 +15,7 @@ from app.transport.kafka import read_to_end
 
 
 async def produce(
-    settings: Settings, topic: str, records: list[tuple[bytes | None, bytes | None]]
+    settings: Settings, topic: str, records: Sequence[tuple[bytes | None, bytes | None]]
 ) -> None:
     prod = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all")
     await prod.start()

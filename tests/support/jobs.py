@@ -1,0 +1,84 @@
+"""Async helpers for tests that run a worker: apply jobs, wait for delivery, wait for requests."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from app.devtools.receiver import Received, WebhookReceiver
+from tests.support.broker import ROOT
+from tests.support.processes import WEBHOOKS, CliResult, WorkerProcess
+
+
+async def run_cli_async(env: dict[str, str], *args: str) -> CliResult:
+    """The CLI without blocking the event loop (the receiver lives on it)."""
+    proc = await asyncio.create_subprocess_exec(
+        WEBHOOKS,
+        *args,
+        env={**os.environ, **env},
+        cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await proc.communicate()
+    return CliResult(proc.returncode or 0, out.decode(), err.decode())
+
+
+def triggers_job(url: str, **fields: Any) -> dict[str, Any]:
+    return {
+        "id": uuid.uuid4().hex,
+        "type": "audience_triggers",
+        "label": "test job",
+        "audiences": ["newsletter"],
+        "webhook_url": url,
+        **fields,
+    }
+
+
+async def apply_jobs(
+    env: dict[str, str], tmp_path: Path, worker: WorkerProcess, *jobs: dict[str, Any]
+) -> None:
+    """Apply `jobs` and wait until the worker delivers for each of them."""
+    path = tmp_path / f"jobs-{uuid.uuid4().hex[:6]}.yaml"
+    path.write_text(yaml.safe_dump_all(list(jobs)))
+    result = await run_cli_async(env, "jobs", "apply", str(path))
+    assert result.code == 0, result.err
+    for job in jobs:
+        await wait_for_log(worker, f"delivery started for job {job['id']}")
+
+
+async def wait_for_log(worker: WorkerProcess, line: str, wait_s: float = 60.0) -> None:
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        if line in worker.log_path.read_text(errors="replace"):
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"worker never logged {line!r}:\n{worker.tail()}")
+
+
+async def wait_for_requests(
+    receiver: WebhookReceiver, path: str, count: int, wait_s: float = 30.0
+) -> list[Received]:
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        got = receiver.for_path(path)
+        if len(got) >= count:
+            return got
+        await asyncio.sleep(0.05)
+    got = receiver.for_path(path)
+    raise AssertionError(f"{path}: expected {count} requests, got {len(got)}")
+
+
+async def settle(receiver: WebhookReceiver, quiet_s: float = 2.0) -> None:
+    """Wait until no request has arrived for `quiet_s` (to check nothing more comes)."""
+    while True:
+        last = receiver.requests[-1].at if receiver.requests else 0.0
+        await asyncio.sleep(quiet_s)
+        if (receiver.requests[-1].at if receiver.requests else 0.0) == last:
+            return
