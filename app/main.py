@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -23,18 +24,23 @@ log = logging.getLogger(__name__)
 class WebhooksService(Service):  # type: ignore[misc]
     """Starts the config registry, then delivery; stops them in reverse, with the worker."""
 
-    def __init__(self, registry: ConfigRegistry, delivery: DeliveryManager, **kwargs: Any) -> None:
+    def __init__(
+        self, registry: ConfigRegistry, router: Router, delivery: DeliveryManager, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         self.registry = registry
+        self.router = router
         self.delivery = delivery
 
     async def on_start(self) -> None:
         await self.registry.start()
+        await self.router.start()
         await self.delivery.start()
         log.info("delivery ready: %d job(s) running", len(self.delivery.deliveries))
 
     async def on_stop(self) -> None:
         await self.delivery.stop()
+        await self.router.stop()
         await self.registry.stop()
 
 
@@ -59,7 +65,6 @@ def create_app(settings: Settings) -> Any:
     )
     registry = ConfigRegistry(settings)
     delivery = DeliveryManager(settings, registry)
-    service = WebhooksService(registry, delivery, loop=app.loop, beacon=app.beacon)
 
     input_topic = app.topic(
         settings.input_topic, key_type=bytes, value_type=bytes, partitions=settings.input_partitions
@@ -72,7 +77,8 @@ def create_app(settings: Settings) -> Any:
         help="per-user audience membership and trigger-field fingerprints",
     )
     assert state_table.changelog_topic.get_topic_name() == state_changelog_topic(settings)
-    router = Router(app, settings, registry, state_table)
+    router = Router(settings, registry, state_table)
+    service = WebhooksService(registry, router, delivery, loop=app.loop, beacon=app.beacon)
 
     @app.task
     async def start_services() -> None:
@@ -81,11 +87,14 @@ def create_app(settings: Settings) -> Any:
     @app.agent(input_topic, name="router")
     async def route_events(stream: Any) -> None:
         await registry.ready.wait()
+        await router.ready.wait()
         log.info("router ready: %d job(s) loaded", len(registry.jobs))
-        async for events in stream.noack_take(TAKE_MAX, within=TAKE_WITHIN_S):
-            await router.process(events)
-            for event in events:
-                await stream.ack(event)
+        confirming = asyncio.create_task(router.confirm(stream.ack), name="router-confirm")
+        try:
+            async for events in stream.noack_take(TAKE_MAX, within=TAKE_WITHIN_S):
+                await router.submit(events)
+        finally:
+            confirming.cancel()
 
     return app
 

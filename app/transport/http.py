@@ -78,6 +78,7 @@ class WebhookClient:
         )
         self._ssl = make_ssl_context(settings)
         self._session: aiohttp.ClientSession | None = None
+        self._checked: set[str] = set()
 
     async def start(self) -> None:
         connector = aiohttp.TCPConnector(
@@ -100,6 +101,8 @@ class WebhookClient:
 
     def check_url(self, url: str) -> None:
         """Refuse non-https URLs and refused IP literals before any connection is made."""
+        if url in self._checked:
+            return
         parts = urlsplit(url)
         if parts.scheme != "https":
             raise DestinationRefused(f"{url!r}: only https:// webhooks are allowed")
@@ -108,6 +111,9 @@ class WebhookClient:
             reason = refusal(host.strip("[]"), self._allowed)
             if reason:
                 raise DestinationRefused(f"{url}: {reason}")
+        if len(self._checked) > 10_000:  # URL templates can make many distinct URLs
+            self._checked.clear()
+        self._checked.add(url)
 
     async def send(
         self,

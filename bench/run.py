@@ -1,0 +1,326 @@
+"""`make bench` / `python -m bench.run [-n N]`: the service against a minimal baseline.
+
+For each mode (unbatched: worker_count 20; batched: batch_size 100) it produces N events
+(default 100 000) to a fresh input topic, lets a `webhooks worker` process deliver them to a
+local HTTPS receiver (its own process), then does the same with the baseline consumer, and
+reports delivered events/s, produce-to-receive latency p50/p99, and service/baseline ratios.
+Everything runs on this machine against the local broker; nothing else is contacted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import orjson
+import trustme
+import yaml
+from aiokafka import AIOKafkaProducer
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+USERS = 10_000
+RECEIVER_PORT = 18443
+
+
+@dataclass
+class Result:
+    name: str
+    events: int
+    seconds: float
+    p50_ms: float
+    p99_ms: float
+
+    @property
+    def rate(self) -> float:
+        return self.events / self.seconds if self.seconds else 0.0
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+class Bench:
+    def __init__(self, n: int, bootstrap: str, workdir: Path) -> None:
+        self.n = n
+        self.workers = 1
+        self.latency_rate = 1000
+        self.latency_seconds = 10
+        self.bootstrap = bootstrap
+        self.workdir = workdir
+        ca = trustme.CA()
+        cert = ca.issue_cert("127.0.0.1")
+        self.ca_path = workdir / "ca.pem"
+        ca.cert_pem.write_to_path(str(self.ca_path))
+        cert.private_key_pem.write_to_path(str(workdir / "key.pem"))
+        cert.cert_chain_pems[0].write_to_path(str(workdir / "cert.pem"))
+        self.url = f"https://127.0.0.1:{RECEIVER_PORT}/hook"
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    def spawn(self, args: list[str], env: dict[str, str], log: str) -> subprocess.Popen[bytes]:
+        proc = subprocess.Popen(
+            args,
+            env={**os.environ, **env},
+            stdout=(self.workdir / log).open("wb"),
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+            start_new_session=True,
+        )
+        self.procs.append(proc)
+        return proc
+
+    def stop(self, proc: subprocess.Popen[bytes]) -> None:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+
+    async def receiver_call(self, method: str, path: str) -> Any:
+        ctx_ssl = __import__("ssl").create_default_context(cafile=str(self.ca_path))
+        async with (
+            aiohttp.ClientSession() as session,
+            session.request(method, f"https://127.0.0.1:{RECEIVER_PORT}{path}", ssl=ctx_ssl) as r,
+        ):
+            return orjson.loads(await r.read()) if r.status == 200 else None
+
+    async def start_receiver(self) -> None:
+        self.spawn(
+            [
+                str(BIN / "python"),
+                "-m",
+                "bench.receiver",
+                "--port",
+                str(RECEIVER_PORT),
+                "--cert",
+                str(self.workdir / "cert.pem"),
+                "--key",
+                str(self.workdir / "key.pem"),
+            ],
+            {},
+            "receiver.log",
+        )
+        for _ in range(100):
+            try:
+                await self.receiver_call("GET", "/stats")
+                return
+            except aiohttp.ClientError:
+                await asyncio.sleep(0.1)
+        raise RuntimeError("benchmark receiver did not start")
+
+    async def produce(self, topic: str, count: int, rate: float = 0.0, first: int = 0) -> None:
+        """Produce `count` events (each an enter or exit: one webhook each); `rate` paces them
+        (events/s; 0 = as fast as possible)."""
+        producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, linger_ms=5)
+        await producer.start()
+        started = time.monotonic()
+        try:
+            for i in range(first, first + count):
+                if rate and i % 50 == 0:
+                    ahead = (i - first) / rate - (time.monotonic() - started)
+                    if ahead > 0:
+                        await asyncio.sleep(ahead)
+                user = f"user-{i % USERS}"
+                kind = "enter" if (i // USERS) % 2 == 0 else "exit"
+                record = {
+                    "id": user,
+                    "data": {"email": f"{user}@example.com", "n": i, "produced_at": time.time()},
+                    "segment_events": [{"id": "s1", "slug": "bench", "event": kind}],
+                }
+                await producer.send(topic, orjson.dumps(record), key=user.encode())
+            await producer.flush()
+        finally:
+            await producer.stop()
+
+    async def create_topic(self, topic: str) -> None:
+        from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
+        await admin.start()
+        try:
+            await admin.create_topics([NewTopic(topic, num_partitions=8, replication_factor=1)])
+        finally:
+            await admin.close()
+
+    async def wait_for(self, count: int, name: str, limit_s: float = 900) -> dict[str, Any]:
+        deadline = time.monotonic() + limit_s
+        stats: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            stats = await self.receiver_call("GET", "/stats")
+            if stats["events"] >= count:
+                return stats
+            await asyncio.sleep(0.2)
+        raise RuntimeError(f"{name}: only {stats.get('events')} of {count} delivered")
+
+    async def measure(self, name: str, topic: str) -> Result:
+        """Throughput draining a backlog of N; then latency of events paced below capacity."""
+        drained = await self.wait_for(self.n, name)
+        seconds = drained["last"] - drained["first"]
+        await self.receiver_call("POST", "/reset")
+        paced = self.latency_rate * self.latency_seconds
+        await self.produce(topic, paced, rate=self.latency_rate, first=self.n)
+        timed = await self.wait_for(paced, name)
+        latencies = timed["latencies_ms"]
+        return Result(
+            name=name,
+            events=self.n,
+            seconds=seconds,
+            p50_ms=percentile(latencies, 0.50),
+            p99_ms=percentile(latencies, 0.99),
+        )
+
+    def env(self, tag: str) -> dict[str, str]:
+        return {
+            "WEBHOOKS_KAFKA_BOOTSTRAP": self.bootstrap,
+            "WEBHOOKS_APP_ID": f"bench-{tag}",
+            "WEBHOOKS_INPUT_TOPIC": f"bench-events-{tag}",
+            "WEBHOOKS_JOBS_TOPIC": f"bench-jobs-{tag}",
+            "WEBHOOKS_AUTHORIZATIONS_TOPIC": f"bench-auth-{tag}",
+            "WEBHOOKS_DEADLETTER_TOPIC": f"bench-deadletter-{tag}",
+            "WEBHOOKS_CA_BUNDLE": str(self.ca_path),
+            "WEBHOOKS_ALLOWED_PRIVATE_NETS": "127.0.0.0/8",
+            "WEBHOOKS_DATA_DIR": str(self.workdir / f"data-{tag}"),
+        }
+
+    async def service(self, name: str, job_fields: dict[str, Any]) -> Result:
+        tag = uuid.uuid4().hex[:8]
+        env = self.env(tag)
+        webhooks = str(BIN / "webhooks")
+        subprocess.run(
+            [webhooks, "topics", "create"],
+            env={**os.environ, **env},
+            check=True,
+            capture_output=True,
+        )
+        job = {
+            "id": f"bench-{tag}",
+            "type": "audience_triggers",
+            "label": name,
+            "audiences": ["bench"],
+            "webhook_url": self.url,
+            **job_fields,
+        }
+        (self.workdir / f"job-{tag}.yaml").write_text(yaml.safe_dump(job))
+        subprocess.run(
+            [webhooks, "jobs", "apply", str(self.workdir / f"job-{tag}.yaml")],
+            env={**os.environ, **env},
+            check=True,
+            capture_output=True,
+        )
+        topic = env["WEBHOOKS_INPUT_TOPIC"]
+        await self.receiver_call("POST", "/reset")
+        await self.produce(topic, self.n)
+        workers = [
+            self.spawn([webhooks, "worker", "-l", "info"], env, f"worker-{tag}-{i}.log")
+            for i in range(self.workers)
+        ]
+        try:
+            return await self.measure(name, topic)
+        finally:
+            for worker in workers:
+                self.stop(worker)
+
+    async def baseline(self, name: str, batch_size: int) -> Result:
+        tag = uuid.uuid4().hex[:8]
+        topic = f"bench-baseline-{tag}"
+        await self.receiver_call("POST", "/reset")
+        await self.create_topic(topic)
+        await self.produce(topic, self.n)
+        paced = self.latency_rate * self.latency_seconds
+        proc = self.spawn(
+            [
+                str(BIN / "python"),
+                "-m",
+                "bench.baseline",
+                "--bootstrap",
+                self.bootstrap,
+                "--topic",
+                topic,
+                "--group",
+                f"baseline-{tag}",
+                "--url",
+                self.url,
+                "--ca",
+                str(self.ca_path),
+                "--count",
+                str(self.n + paced),
+                "--concurrency",
+                "20",
+                "--batch-size",
+                str(batch_size),
+            ],
+            {},
+            f"baseline-{tag}.log",
+        )
+        try:
+            return await self.measure(name, topic)
+        finally:
+            self.stop(proc)
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("-n", "--events", type=int, default=100_000)
+    parser.add_argument(
+        "--bootstrap", default=os.environ.get("WEBHOOKS_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
+    )
+    parser.add_argument("--modes", default="unbatched,batched", help="comma-separated")
+    parser.add_argument("--no-baseline", action="store_true", help="service runs only")
+    parser.add_argument("--workers", type=int, default=1, help="worker processes (scale-out)")
+    args = parser.parse_args()
+    workdir = ROOT / ".cache" / "bench" / time.strftime("%Y%m%d-%H%M%S")
+    workdir.mkdir(parents=True)
+    bench = Bench(args.events, args.bootstrap, workdir)
+    bench.workers = args.workers
+    await bench.start_receiver()
+    results: list[tuple[Result, Result | None, float]] = []
+    try:
+        for mode, fields, batch_size, aim in (
+            ("unbatched", {"worker_count": 20}, 1, 0.7),
+            ("batched", {"batch": True, "batch_size": 100, "worker_count": 20}, 100, 0.8),
+        ):
+            if mode not in args.modes.split(","):
+                continue
+            svc = await bench.service(f"service {mode}", fields)
+            print(f"{svc.name}: {svc.rate:,.0f} events/s", flush=True)
+            base = (
+                None if args.no_baseline else await bench.baseline(f"baseline {mode}", batch_size)
+            )
+            if base is not None:
+                print(f"{base.name}: {base.rate:,.0f} events/s", flush=True)
+            results.append((svc, base, aim))
+    finally:
+        for proc in bench.procs:
+            bench.stop(proc)
+    print(
+        f"\nthroughput: a backlog of {args.events:,} events drained; latency: "
+        f"{bench.latency_rate * bench.latency_seconds:,} events paced at "
+        f"{bench.latency_rate}/s, produce to receive; logs in {workdir}\n"
+    )
+    print(f"{'run':<22}{'events/s':>12}{'p50 ms':>10}{'p99 ms':>10}{'ratio':>8}{'aim':>6}")
+    for svc, base, aim in results:
+        for r in (svc, base):
+            if r is None:
+                continue
+            print(f"{r.name:<22}{r.rate:>12,.0f}{r.p50_ms:>10.0f}{r.p99_ms:>10.0f}", end="")
+            ratio = f"{svc.rate / base.rate:>8.2f}{aim:>6.1f}" if base is not None else ""
+            print(ratio if r is svc else "")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
