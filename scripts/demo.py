@@ -115,11 +115,15 @@ def view(receiver: WebhookReceiver, produced: int) -> Group:
         table.add_row(path, str(len(receiver.for_path(path))))
     table.add_row("input events produced", str(produced))
     latest = receiver.requests[-1] if receiver.requests else None
-    body = (
-        orjson.dumps(latest.json(), option=orjson.OPT_INDENT_2).decode()[:1500]
-        if latest
-        else "waiting for the first webhook..."
-    )
+    body = "waiting for the first webhook..."
+    if latest is not None:
+        payload = latest.json()
+        more = ""
+        if isinstance(payload, list):
+            more = f"\n... and {len(payload) - 1} more in this batch" if len(payload) > 1 else ""
+            payload = payload[0] if payload else payload
+        lines = orjson.dumps(payload, option=orjson.OPT_INDENT_2).decode().splitlines()
+        body = "\n".join(lines[:30]) + more
     title = f"latest: {latest.method} {latest.path}" if latest else "latest"
     return Group(table, Panel(Syntax(body, "json"), title=title))
 
