@@ -7,6 +7,7 @@ with a message instead of misbehaving later.
 from __future__ import annotations
 
 import ipaddress
+import socket
 from functools import lru_cache
 from pathlib import Path
 
@@ -31,6 +32,10 @@ class Settings(BaseSettings):
     """Where omitted and invalid events go, with the reason."""
     enrichment_topic: str = "webhook_enrichment"
     """Default output stream of enrichment jobs."""
+    status_topic: str = "webhook-job-status"
+    """Compacted topic of job statuses, one record per job and worker."""
+    worker_id: str = Field(default_factory=socket.gethostname)
+    """This worker's name in job statuses; keep it stable across restarts."""
     app_id: str = "audience-webhooks"
     """Faust application id: the router's consumer group and the prefix of its changelogs."""
     input_partitions: int = Field(default=8, ge=1, le=1024)

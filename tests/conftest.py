@@ -67,6 +67,8 @@ def test_env(kafka: str, tmp_path: Path, local_tls: LocalTLS) -> dict[str, str]:
         "WEBHOOKS_JOBS_TOPIC": f"webhook-jobs-{tag}",
         "WEBHOOKS_AUTHORIZATIONS_TOPIC": f"webhook-authorizations-{tag}",
         "WEBHOOKS_DEADLETTER_TOPIC": f"webhook-deadletter-{tag}",
+        "WEBHOOKS_STATUS_TOPIC": f"webhook-job-status-{tag}",
+        "WEBHOOKS_WORKER_ID": f"worker-{tag}",
         "WEBHOOKS_ENRICHMENT_TOPIC": f"webhook_enrichment-{tag}",
         "WEBHOOKS_INPUT_PARTITIONS": "2",
         "WEBHOOKS_QUEUE_PARTITIONS": "2",

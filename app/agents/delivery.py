@@ -19,25 +19,30 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
+import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 
 from app.agents.deadletter import deadletter_value
 from app.domain.authorizations import Authorization, load_stored_authorization
 from app.domain.destinations import DestinationRefused
+from app.domain.job_state import JobRetrySchedule, JobStateMachine, JobStatus
 from app.domain.jobs import JobConfig, StoredJob
 from app.domain.offsets import OffsetTracker
 from app.domain.payloads import QueuedEvent, build_request_body, webhook_id
 from app.domain.retry import Outcome, RetryPolicy, classify
+from app.domain.retry_after import retry_after_until
 from app.domain.secrets import SecretBox
 from app.domain.templates import TemplateError, render_url
 from app.domain.urls import merge_params
 from app.settings import Settings
 from app.transport.http import WebhookClient, exception_text
+from app.transport.kafka import read_to_end
 from app.transport.registry import ConfigRegistry
 
 log = logging.getLogger(__name__)
 
 COMMIT_INTERVAL_S = 0.5
+STATUS_INTERVAL_S = 1.0
 MAX_IN_FLIGHT_PER_LANE = 2000
 
 
@@ -49,15 +54,6 @@ class Item:
     offset: int
     event: QueuedEvent
     url: str
-
-
-@dataclass(slots=True)
-class JobCounters:
-    delivered_requests: int = 0
-    delivered_events: int = 0
-    omitted_events: int = 0
-    retried_requests: int = 0
-    failed_requests: int = 0
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -84,6 +80,7 @@ class JobDelivery:
         client: WebhookClient,
         producer: AIOKafkaProducer,
         box: SecretBox | None,
+        status: JobStatus,
     ) -> None:
         self.job = job
         self.settings = settings
@@ -92,7 +89,13 @@ class JobDelivery:
         self.producer = producer
         self.box = box
         self.tracker: OffsetTracker[TopicPartition] = OffsetTracker()
-        self.counters = JobCounters()
+        self.machine = JobStateMachine(
+            status,
+            JobRetrySchedule(settings.job_retry_initial_s, settings.job_retry_max_s),
+            failed_after_s=settings.job_failed_after_s,
+            retry_after_max_s=settings.retry_after_max_s,
+        )
+        self.status_changed = True
         self.retry = RetryPolicy(settings.retry_backoff_initial_s, settings.retry_backoff_max_s)
         self.lanes: list[asyncio.Queue[Item]] = [asyncio.Queue() for _ in range(job.worker_count)]
         self._tasks: list[asyncio.Task[None]] = []
@@ -227,6 +230,17 @@ class JobDelivery:
                 for item in batch:
                     self.tracker.finished(item.tp, item.offset)
 
+    async def _wait_until_runnable(self) -> None:
+        """Hold this lane while the job sleeps, errors (until its next run) or has failed."""
+        while True:
+            before = self.machine.status.state
+            wait = self.machine.wait_s(time.time())
+            if self.machine.status.state != before:
+                self.status_changed = True
+            if wait == 0.0:
+                return
+            await asyncio.sleep(1.0 if wait is None else min(wait, 1.0))
+
     async def _deliver(self, items: list[Item]) -> None:
         """Send one request for `items` until it is delivered or omitted; never raises."""
         events = [i.event for i in items]
@@ -234,6 +248,8 @@ class JobDelivery:
         wid = webhook_id(events)
         attempt = 0
         while True:
+            await self._wait_until_runnable()
+            status: int | None = None
             try:
                 auth = self._authorization()
                 url = merge_params(items[0].url, auth.param_pairs if auth else [])
@@ -251,22 +267,29 @@ class JobDelivery:
             except (aiohttp.ClientError, OSError, TimeoutError, AuthUnavailable) as exc:
                 reason = exception_text(exc)
             else:
-                outcome = classify(response.status, self.job.never_retry)
+                status = response.status
+                outcome = classify(status, self.job.never_retry)
                 if outcome is Outcome.DELIVERED:
-                    self.counters.delivered_requests += 1
-                    self.counters.delivered_events += len(events)
+                    self.machine.delivered(time.time(), requests=1, events=len(events))
+                    self.status_changed = True
                     return
                 if outcome is Outcome.OMIT:
                     await self._dead_letter(
                         events,
-                        f"omitted: HTTP {response.status} is not retried: {response.excerpt}",
-                        status=response.status,
+                        f"omitted: HTTP {status} is not retried: {response.excerpt}",
+                        status=status,
                     )
                     return
-                reason = f"HTTP {response.status}: {response.excerpt}"
+                reason = f"HTTP {status}: {response.excerpt}"
+                until = retry_after_until(response.headers.get("Retry-After"), time.time())
+                if until is not None:
+                    log.info("job %s: HTTP %d with Retry-After; sleeping", self.job.id, status)
+                    self.machine.retry_after(time.time(), until)
+                    self.status_changed = True
+                    continue
             attempt += 1
-            self.counters.failed_requests += 1
-            self.counters.retried_requests += 1
+            self.machine.failed(time.time(), reason, status)
+            self.status_changed = True
             delay = self.retry.delay(attempt)
             log.warning(
                 "job %s: request %s failed (%s); retry %d in %.1f s",
@@ -318,7 +341,8 @@ class JobDelivery:
                     for doc in docs
                 ]
                 await asyncio.gather(*acks)
-                self.counters.omitted_events += len(docs)
+                self.machine.omitted(len(docs))
+                self.status_changed = True
                 log.info(
                     "job %s: %d event(s) dead-lettered: %s", self.job.id, len(docs), reason[:200]
                 )
@@ -333,7 +357,8 @@ class AuthUnavailable(RuntimeError):
 
 
 class DeliveryManager:
-    """Runs a JobDelivery for every running job the registry knows; follows its changes."""
+    """Runs a JobDelivery for every running job the registry knows; follows its changes, and
+    keeps each job's status on the status topic (key `<job id>/<worker id>`)."""
 
     def __init__(self, settings: Settings, registry: ConfigRegistry) -> None:
         self.settings = settings
@@ -341,8 +366,11 @@ class DeliveryManager:
         self.client = WebhookClient(settings)
         self.producer: AIOKafkaProducer | None = None
         self.deliveries: dict[str, JobDelivery] = {}
+        self.statuses: dict[str, JobStatus] = {}
+        self._resumed_at: dict[str, float] = {}
+        self._dirty: set[str] = set()
         self._changes: asyncio.Queue[str] = asyncio.Queue()
-        self._task: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
         key = settings.secret_key
         self.box = SecretBox(key.get_secret_value()) if key is not None else None
 
@@ -355,23 +383,84 @@ class DeliveryManager:
             linger_ms=5,
         )
         await self.producer.start()
+        self.statuses = await self._load_statuses()
         self.registry.subscribe(lambda job_id, _job: self._changes.put_nowait(job_id))
         await self.registry.ready.wait()
         for job_id in list(self.registry.jobs):
             self._changes.put_nowait(job_id)
-        self._task = asyncio.create_task(self._follow(), name="delivery-manager")
+        self._tasks = [
+            asyncio.create_task(self._follow(), name="delivery-manager"),
+            asyncio.create_task(self._publish_statuses(), name="job-status"),
+        ]
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
+        for task in self._tasks:
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+                await task
         for delivery in list(self.deliveries.values()):
             await delivery.stop()
         self.deliveries.clear()
+        with contextlib.suppress(Exception):
+            await self._write_statuses()
         if self.producer is not None:
             await self.producer.stop()
         await self.client.close()
+
+    def _status_key(self, job_id: str) -> str:
+        return f"{job_id}/{self.settings.worker_id}"
+
+    async def _load_statuses(self) -> dict[str, JobStatus]:
+        """This worker's job statuses as it last wrote them (they survive restarts)."""
+        out: dict[str, JobStatus] = {}
+        suffix = f"/{self.settings.worker_id}"
+        for key, value, _ in await read_to_end(self.settings, self.settings.status_topic):
+            name = key.decode(errors="replace") if key else ""
+            if not name.endswith(suffix):
+                continue
+            job_id = name.removesuffix(suffix)
+            if value is None:
+                out.pop(job_id, None)
+                continue
+            try:
+                out[job_id] = JobStatus.from_dict(orjson.loads(value)["status"])
+            except (ValueError, KeyError, TypeError) as exc:
+                log.warning("ignoring unreadable status of job %s: %s", job_id, exc)
+        return out
+
+    async def _publish_statuses(self) -> None:
+        while True:
+            await asyncio.sleep(STATUS_INTERVAL_S)
+            try:
+                await self._write_statuses()
+            except Exception as exc:  # retried on the next tick
+                log.warning("could not write job statuses: %s", exc)
+
+    async def _write_statuses(self) -> None:
+        assert self.producer is not None
+        for job_id, delivery in self.deliveries.items():
+            if delivery.status_changed:
+                delivery.status_changed = False
+                self._dirty.add(job_id)
+        dirty, self._dirty = self._dirty, set()
+        try:
+            for job_id in dirty:
+                status = self.statuses.get(job_id)
+                value = None
+                if status is not None:
+                    value = orjson.dumps(
+                        {
+                            "job_id": job_id,
+                            "worker_id": self.settings.worker_id,
+                            "updated_at": time.time(),
+                            "status": status.to_dict(),
+                        }
+                    )
+                key = self._status_key(job_id).encode()
+                await self.producer.send_and_wait(self.settings.status_topic, value, key=key)
+        except Exception:
+            self._dirty |= dirty
+            raise
 
     async def _follow(self) -> None:
         while True:
@@ -386,14 +475,40 @@ class DeliveryManager:
     async def _reconcile(self, job_id: str, stored: StoredJob | None) -> None:
         current = self.deliveries.get(job_id)
         wanted = stored is not None and stored.desired_state == "running"
-        if current is not None and (not wanted or stored is None or current.job != stored.config):
+        resumed_at = stored.resumed_at if stored is not None else 0.0
+        changed = current is not None and (
+            stored is None
+            or current.job != stored.config
+            or self._resumed_at.get(job_id) != resumed_at
+        )
+        if current is not None and (not wanted or changed):
             await current.stop()
             del self.deliveries[job_id]
             current = None
-        if wanted and current is None and stored is not None:
+        now = time.time()
+        if stored is None:
+            if self.statuses.pop(job_id, None) is not None:
+                self._dirty.add(job_id)  # a tombstone for the deleted job's status
+            return
+        status = self.statuses.setdefault(job_id, JobStatus(since=now))
+        if not wanted:
+            if status.state != "stopped":
+                status.state, status.since, status.next_run = "stopped", now, None
+                self._dirty.add(job_id)
+            return
+        if current is None:
             assert self.producer is not None
             delivery = JobDelivery(
-                stored.config, self.settings, self.registry, self.client, self.producer, self.box
+                stored.config,
+                self.settings,
+                self.registry,
+                self.client,
+                self.producer,
+                self.box,
+                status,
             )
+            if status.state == "stopped" or resumed_at > status.since:
+                delivery.machine.resume(now)
+            self._resumed_at[job_id] = resumed_at
             await delivery.start()
             self.deliveries[job_id] = delivery

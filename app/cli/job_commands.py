@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import time
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -10,9 +13,10 @@ from app.agents.deadletter import utc_now_rfc3339
 from app.cli.files import load_documents
 from app.domain.errors import ConfigError, FieldProblem
 from app.domain.jobs import JobConfig, StoredJob, parse_job_config
+from app.domain.status_summary import summarize_status
 from app.settings import Settings
 from app.topic_catalog import queue_topic_spec
-from app.transport.kafka import ensure_topics, read_to_end, write_record
+from app.transport.kafka import consumer_lag, ensure_topics, read_to_end, write_record
 
 
 async def load_compacted(settings: Settings, topic: str) -> dict[str, bytes]:
@@ -100,10 +104,27 @@ async def _get(settings: Settings, job_id: str) -> StoredJob:
     return job
 
 
+async def load_statuses(settings: Settings, job_id: str) -> list[dict[str, Any]]:
+    """The latest status record of each worker that delivers `job_id`."""
+    prefix = f"{job_id}/"
+    records = await load_compacted(settings, settings.status_topic)
+    out = []
+    for key, value in records.items():
+        if key.startswith(prefix):
+            with contextlib.suppress(ValueError):
+                out.append(orjson.loads(value))
+    return out
+
+
 async def show(settings: Settings, job_id: str) -> str:
     job = await _get(settings, job_id)
+    statuses = await load_statuses(settings, job_id)
+    backlog = await consumer_lag(
+        settings, job.config.queue_topic, f"{settings.app_id}-delivery-{job_id}"
+    )
     doc = {
-        "state": job.desired_state,
+        **summarize_status(job.desired_state, statuses),
+        "backlog": backlog,
         "updated_at": job.updated_at,
         "config": job.config.to_json_dict(),
     }
@@ -111,9 +132,13 @@ async def show(settings: Settings, job_id: str) -> str:
 
 
 async def set_desired_state(settings: Settings, job_id: str, desired: str) -> str:
+    """`stop` or `resume`; resuming a running job still restarts an erroring/failed one."""
     job = await _get(settings, job_id)
-    if job.desired_state == desired:
-        return f"job {job_id} is already {desired}"
-    stored = job.model_copy(update={"desired_state": desired, "updated_at": utc_now_rfc3339()})
+    if job.desired_state == desired == "stopped":
+        return f"job {job_id} is already stopped"
+    update: dict[str, Any] = {"desired_state": desired, "updated_at": utc_now_rfc3339()}
+    if desired == "running":
+        update["resumed_at"] = time.time()
+    stored = job.model_copy(update=update)
     await write_record(settings, settings.jobs_topic, job_id, orjson.dumps(stored.to_record()))
     return f"job {job_id}: {desired}"

@@ -231,6 +231,7 @@ class StoredJob(BaseModel):
     config: JobConfig
     desired_state: Literal["running", "stopped"] = "running"
     updated_at: str = ""
+    resumed_at: float = 0.0
 
     def to_record(self) -> dict[str, Any]:
         """The topic value: the config's fields at top level, plus the control fields."""
@@ -238,6 +239,7 @@ class StoredJob(BaseModel):
             **self.config.to_json_dict(),
             "desired_state": self.desired_state,
             "updated_at": self.updated_at,
+            "resumed_at": self.resumed_at,
         }
 
     @classmethod
@@ -245,4 +247,10 @@ class StoredJob(BaseModel):
         fields = dict(doc)
         desired = fields.pop("desired_state", "running")
         updated_at = str(fields.pop("updated_at", ""))
-        return cls(config=parse_job_config(fields), desired_state=desired, updated_at=updated_at)
+        resumed_at = float(fields.pop("resumed_at", 0.0) or 0.0)
+        return cls(
+            config=parse_job_config(fields),
+            desired_state=desired,
+            updated_at=updated_at,
+            resumed_at=resumed_at,
+        )

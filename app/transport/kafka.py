@@ -143,3 +143,28 @@ async def read_to_end(
         return out
     finally:
         await consumer.stop()
+
+
+async def consumer_lag(settings: Settings, topic: str, group: str) -> int | None:
+    """Records of `topic` that `group` has not committed past (None when unknown)."""
+    try:
+        async with admin_client(settings) as admin:
+            committed = await admin.list_consumer_group_offsets(group)
+        consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers)
+        await consumer.start()
+        try:
+            partitions = consumer.partitions_for_topic(topic) or set()
+            if not partitions:
+                await consumer._client.force_metadata_update()
+                partitions = consumer.partitions_for_topic(topic) or set()
+            tps = [TopicPartition(topic, p) for p in partitions]
+            ends = await consumer.end_offsets(tps) if tps else {}
+        finally:
+            await consumer.stop()
+    except (KafkaError, OSError):
+        return None
+    lag = 0
+    for tp, end in ends.items():
+        meta = committed.get(tp)
+        lag += end - (meta.offset if meta is not None and meta.offset >= 0 else 0)
+    return lag
