@@ -59,9 +59,11 @@ def create_app(settings: Settings) -> Any:
         producer_acks=-1,
         producer_linger=0.005,
         producer_max_batch_size=262144,
-        broker_commit_interval=1.0,
+        broker_commit_interval=0.25,
         stream_buffer_maxsize=8192,
         consumer_auto_offset_reset="earliest",
+        broker_session_timeout=settings.kafka_session_timeout_s,
+        broker_heartbeat_interval=max(1.0, settings.kafka_session_timeout_s / 4),
     )
     registry = ConfigRegistry(settings)
     delivery = DeliveryManager(settings, registry)

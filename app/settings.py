@@ -68,6 +68,8 @@ class Settings(BaseSettings):
     """A job whose errors persist this long becomes `failed`."""
     retry_after_max_s: float = Field(default=86400.0, gt=0)
     """Longest sleep a Retry-After answer can impose."""
+    kafka_session_timeout_s: float = Field(default=10.0, ge=3, le=300)
+    """How soon the group notices a worker that died (its partitions move after this)."""
     http_connect_timeout_s: float = Field(default=10.0, gt=0)
     """Webhook TCP+TLS connect timeout."""
     http_total_timeout_s: float = Field(default=30.0, gt=0)

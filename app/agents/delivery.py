@@ -41,7 +41,7 @@ from app.transport.registry import ConfigRegistry
 
 log = logging.getLogger(__name__)
 
-COMMIT_INTERVAL_S = 0.5
+COMMIT_INTERVAL_S = 0.25
 STATUS_INTERVAL_S = 1.0
 MAX_IN_FLIGHT_PER_LANE = 2000
 
@@ -113,6 +113,8 @@ class JobDelivery:
             max_poll_records=1000,
             fetch_max_wait_ms=100,
             metadata_max_age_ms=5000,
+            session_timeout_ms=int(self.settings.kafka_session_timeout_s * 1000),
+            heartbeat_interval_ms=int(max(1.0, self.settings.kafka_session_timeout_s / 4) * 1000),
         )
         await self._consumer.start()
         self._consumer.subscribe([self.job.queue_topic], listener=_Rebalance(self))

@@ -29,6 +29,7 @@ class Received:
     headers: dict[str, str]
     body: bytes
     at: float
+    status: int = 0
 
     def json(self) -> Any:
         return orjson.loads(self.body)
@@ -82,6 +83,9 @@ class WebhookReceiver:
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         path = request.path
         body = await request.read()
+        number = self._count.get(path, 0)
+        self._count[path] = number + 1
+        status, delay, headers, answer = self.behaviours.get(path, Behaviour()).respond(number)
         self.requests.append(
             Received(
                 method=request.method,
@@ -90,11 +94,9 @@ class WebhookReceiver:
                 headers={k.lower(): v for k, v in request.headers.items()},
                 body=body,
                 at=time.time(),
+                status=status,
             )
         )
-        number = self._count.get(path, 0)
-        self._count[path] = number + 1
-        status, delay, headers, answer = self.behaviours.get(path, Behaviour()).respond(number)
         current = self._in_flight_by_path.get(path, 0) + 1
         self._in_flight_by_path[path] = current
         self.max_in_flight[path] = max(self.max_in_flight.get(path, 0), current)

@@ -10,7 +10,7 @@ def retry_after_until(value: str | None, now: float) -> float | None:
     if value is None:
         return None
     text = value.strip()
-    if text.isdigit():
+    if text.isascii() and text.isdigit():
         return now + int(text)
     try:
         when = parsedate_to_datetime(text)

@@ -59,6 +59,8 @@ def summarize_status(desired: str, records: list[dict[str, Any]]) -> dict[str, A
             else None
         ),
         "workers": {
-            r.get("worker_id", "?"): r["status"].get("state") for r in records if "status" in r
+            r.get("worker_id", "?"): r["status"].get("state")
+            for r in records
+            if isinstance(r.get("status"), dict)
         },
     }

@@ -1,0 +1,103 @@
+"""Crash proof: kill -9 the worker three times mid-stream while the endpoint fails 10% of
+requests and delays some. Every event arrives at least once; every duplicate carries the
+webhook-id of its first delivery."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections import defaultdict
+from pathlib import Path
+
+import orjson
+
+from app.devtools.receiver import Behaviour, Received, WebhookReceiver
+from app.settings import Settings
+from tests.support.jobs import apply_jobs, triggers_job, wait_for_requests
+from tests.support.kafka_io import produce
+from tests.support.processes import WorkerProcess
+
+EVENTS = 20_000
+USERS = 500
+
+
+def flaky(seed: int) -> Behaviour:
+    rng = random.Random(seed)
+
+    def respond(_n: int) -> tuple[int, float, dict[str, str], bytes]:
+        roll = rng.random()
+        if roll < 0.10:
+            return 500, 0.0, {}, b'{"error":"flaky"}'
+        return 200, (0.2 if roll > 0.97 else 0.0), {}, b"{}"
+
+    return Behaviour(respond=respond)
+
+
+def input_records() -> list[tuple[bytes, bytes]]:
+    out = []
+    for n in range(EVENTS):
+        user = f"u{n % USERS}"
+        kind = "enter" if (n // USERS) % 2 == 0 else "exit"
+        doc = {
+            "id": user,
+            "data": {"n": n},
+            "segment_events": [{"id": "s", "slug": "newsletter", "event": kind}],
+        }
+        out.append((user.encode(), orjson.dumps(doc)))
+    return out
+
+
+async def test_kill_9_three_times_loses_nothing(
+    test_env: dict[str, str],
+    test_settings: Settings,
+    receiver: WebhookReceiver,
+    tmp_path: Path,
+) -> None:
+    receiver.behaviours["/crash"] = flaky(7)
+    worker = WorkerProcess(env=test_env, log_path=tmp_path / "worker.log")
+    worker.start()
+    try:
+        job = triggers_job(receiver.url("/crash"), worker_count=20)
+        await apply_jobs(test_env, tmp_path, worker, job)
+        producing = asyncio.create_task(
+            produce(test_settings, test_settings.input_topic, input_records())
+        )
+        for threshold in (3_000, 8_000, 14_000):
+            await wait_for_requests(receiver, "/crash", threshold, wait_s=180)
+            worker.kill()
+            worker.start()
+        await producing
+        await wait_until_all_delivered(receiver, wait_s=300)
+    finally:
+        worker.stop()
+
+    first_id: dict[int, str] = {}
+    deliveries: dict[int, int] = defaultdict(int)
+    for req in receiver.for_path("/crash"):
+        n = req.json()["data"]["n"]
+        ok = req_status_ok(req)
+        if not ok:
+            continue
+        deliveries[n] += 1
+        first_id.setdefault(n, req.headers["webhook-id"])
+        assert req.headers["webhook-id"] == first_id[n], f"event {n}: webhook-id changed"
+    missing = set(range(EVENTS)) - set(deliveries)
+    assert not missing, f"{len(missing)} events never delivered, e.g. {sorted(missing)[:5]}"
+    duplicates = sum(c - 1 for c in deliveries.values())
+    print(f"crash test: {EVENTS} events, {duplicates} duplicates ({duplicates / EVENTS:.2%})")
+
+
+def req_status_ok(req: Received) -> bool:
+    """Whether the receiver answered 2xx (it records the status it chose)."""
+    return req.status < 300
+
+
+async def wait_until_all_delivered(receiver: WebhookReceiver, wait_s: float) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait_s
+    while loop.time() < deadline:
+        delivered = {r.json()["data"]["n"] for r in receiver.for_path("/crash") if req_status_ok(r)}
+        if len(delivered) >= EVENTS:
+            return
+        await asyncio.sleep(0.5)
+    raise AssertionError(f"only {len(delivered)} of {EVENTS} events delivered")
