@@ -27,7 +27,7 @@ from app.domain.authorizations import Authorization, load_stored_authorization
 from app.domain.destinations import DestinationRefused
 from app.domain.job_state import JobRetrySchedule, JobStateMachine, JobStatus
 from app.domain.jobs import JobConfig, StoredJob
-from app.domain.offsets import OffsetTracker
+from app.domain.offsets import OffsetTracker, decode_done, encode_done
 from app.domain.payloads import QueuedEvent, build_request_body, webhook_id
 from app.domain.retry import Outcome, RetryPolicy, classify
 from app.domain.retry_after import retry_after_until
@@ -36,7 +36,7 @@ from app.domain.templates import TemplateError, render_url
 from app.domain.urls import merge_params
 from app.settings import Settings
 from app.transport.http import WebhookClient, exception_text
-from app.transport.kafka import read_to_end
+from app.transport.kafka import admin_client, read_to_end
 from app.transport.registry import ConfigRegistry
 
 log = logging.getLogger(__name__)
@@ -66,7 +66,7 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
             self.owner.tracker.forget(tp)
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
-        return None
+        await self.owner.load_skips(assigned)
 
 
 class JobDelivery:
@@ -101,13 +101,16 @@ class JobDelivery:
         self._tasks: list[asyncio.Task[None]] = []
         self._consumer: AIOKafkaConsumer | None = None
         self._job_json = job.to_json_dict()
+        self._group = f"{settings.app_id}-delivery-{job.id}"
+        self._skip: dict[TopicPartition, set[int]] = {}
+        self._last_commit: dict[TopicPartition, tuple[int, str]] = {}
 
     # -- lifecycle -----------------------------------------------------------------------
 
     async def start(self) -> None:
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=self.settings.bootstrap_servers,
-            group_id=f"{self.settings.app_id}-delivery-{self.job.id}",
+            group_id=self._group,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             max_poll_records=1000,
@@ -139,14 +142,37 @@ class JobDelivery:
         log.info("delivery stopped for job %s", self.job.id)
 
     async def commit(self) -> None:
+        """Commit each partition's contiguous point, with the offsets already finished beyond
+        it as metadata (see `encode_done`), so a restart does not send those again."""
         consumer = self._consumer
         offsets = self.tracker.committable()
         if consumer is None or not offsets:
             return
         assigned = consumer.assignment()
-        offsets = {tp: off for tp, off in offsets.items() if tp in assigned}
-        if offsets:
-            await consumer.commit(offsets)
+        with_meta = {
+            tp: (off, encode_done(off, self.tracker.done_above(tp)))
+            for tp, off in offsets.items()
+            if tp in assigned
+        }
+        if with_meta and with_meta != self._last_commit:
+            await consumer.commit(with_meta)
+            self._last_commit = with_meta
+
+    async def load_skips(self, assigned: list[TopicPartition]) -> None:
+        """Read which offsets beyond each committed point were already delivered."""
+        if not assigned:
+            return
+        try:
+            async with admin_client(self.settings) as admin:
+                committed = await admin.list_consumer_group_offsets(
+                    self._group, partitions=assigned
+                )
+        except Exception as exc:  # skipping is an optimisation; without it we resend
+            log.warning("job %s: could not read commit metadata: %s", self.job.id, exc)
+            return
+        for tp, meta in committed.items():
+            if meta is not None and meta.offset >= 0 and meta.metadata:
+                self._skip[tp] = decode_done(meta.offset, meta.metadata)
 
     # -- consuming -----------------------------------------------------------------------
 
@@ -166,8 +192,13 @@ class JobDelivery:
                 paused = False
             batches = await consumer.getmany(timeout_ms=100)
             for tp, messages in batches.items():
+                skip = self._skip.get(tp)
                 for msg in messages:
                     self.tracker.started(tp, msg.offset)
+                    if skip and msg.offset in skip:
+                        skip.discard(msg.offset)  # delivered before the restart
+                        self.tracker.finished(tp, msg.offset)
+                        continue
                     await self._dispatch(tp, msg)
 
     async def _dispatch(self, tp: TopicPartition, msg: Any) -> None:

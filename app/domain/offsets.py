@@ -50,3 +50,48 @@ class OffsetTracker(Generic[P]):
     def committable(self) -> dict[P, int]:
         """Per partition, the offset to commit (the next one to consume after a restart)."""
         return dict(self._next)
+
+    def done_above(self, part: P) -> set[int]:
+        """Offsets finished beyond the partition's commit point (waiting on an earlier one)."""
+        return set(self._done.get(part, ()))
+
+
+MAX_METADATA_CHARS = 3000  # Kafka's offset.metadata.max.bytes defaults to 4096
+
+
+def encode_done(commit: int, done: set[int]) -> str:
+    """Finished offsets above a commit point as `start-end` ranges relative to it ("" if none).
+
+    Stored as the commit's metadata, so a restart can skip what was already delivered
+    beyond the contiguous commit point instead of sending it again.
+    """
+    parts: list[str] = []
+    length = 0
+    run_start: int | None = None
+    prev = -2
+    for offset in sorted(o for o in done if o >= commit):
+        if offset != prev + 1:
+            if run_start is not None:
+                parts.append(f"{run_start - commit}-{prev - commit}")
+                length += len(parts[-1]) + 1
+                if length > MAX_METADATA_CHARS:
+                    parts.pop()
+                    return ",".join(parts)
+            run_start = offset
+        prev = offset
+    if run_start is not None:
+        parts.append(f"{run_start - commit}-{prev - commit}")
+        if length + len(parts[-1]) > MAX_METADATA_CHARS:
+            parts.pop()
+    return ",".join(parts)
+
+
+def decode_done(commit: int, metadata: str) -> set[int]:
+    """The offsets `encode_done` recorded; unreadable metadata means none."""
+    out: set[int] = set()
+    for part in filter(None, (metadata or "").split(",")):
+        start, sep, end = part.partition("-")
+        if not (sep and start.isdigit() and end.isdigit()):
+            return set()
+        out.update(range(commit + int(start), commit + int(end) + 1))
+    return out
