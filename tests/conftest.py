@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -97,3 +97,24 @@ def worker(test_env: dict[str, str], tmp_path: Path) -> Iterator[WorkerProcess]:
     yield proc
     proc.stop()
     print(f"--- worker log tail ({proc.log_path}) ---\n{proc.tail(60)}")
+
+
+@pytest.fixture
+def worker_factory(
+    test_env: dict[str, str], tmp_path: Path
+) -> Iterator[Callable[..., WorkerProcess]]:
+    """Start workers with settings overridden (`start(WEBHOOKS_X="1")`); all stopped after."""
+    started: list[WorkerProcess] = []
+
+    def start(**overrides: str) -> WorkerProcess:
+        proc = WorkerProcess(
+            env={**test_env, **overrides}, log_path=tmp_path / f"worker-{len(started)}.log"
+        )
+        proc.start()
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        proc.stop()
+        print(f"--- worker log tail ({proc.log_path}) ---\n{proc.tail(40)}")

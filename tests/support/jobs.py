@@ -9,6 +9,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import orjson
 import yaml
 
 from app.devtools.receiver import Received, WebhookReceiver
@@ -82,3 +83,24 @@ async def settle(receiver: WebhookReceiver, quiet_s: float = 2.0) -> None:
         await asyncio.sleep(quiet_s)
         if (receiver.requests[-1].at if receiver.requests else 0.0) == last:
             return
+
+
+async def job_status(env: dict[str, str], job_id: str) -> dict[str, Any]:
+    result = await run_cli_async(env, "jobs", "show", job_id)
+    assert result.code == 0, result.err
+    doc: dict[str, Any] = orjson.loads(result.out)
+    return doc
+
+
+async def wait_for_state(
+    env: dict[str, str], job_id: str, state: str, wait_s: float = 60.0
+) -> dict[str, Any]:
+    """Poll `webhooks jobs show` until the job reports `state`; return that report."""
+    deadline = time.monotonic() + wait_s
+    doc: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        doc = await job_status(env, job_id)
+        if doc["state"] == state:
+            return doc
+        await asyncio.sleep(0.3)
+    raise AssertionError(f"job {job_id} never reached {state!r}; last report: {doc}")

@@ -1,0 +1,132 @@
+"""Job state transitions with short schedules: error after 10 failed requests, failed when
+errors persist, sleeping on Retry-After, stop keeping the backlog, resume delivering it."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from pathlib import Path
+
+import orjson
+
+from app.devtools.receiver import Behaviour, WebhookReceiver
+from app.settings import Settings
+from tests.support.jobs import (
+    apply_jobs,
+    job_status,
+    run_cli_async,
+    settle,
+    triggers_job,
+    wait_for_requests,
+    wait_for_state,
+)
+from tests.support.kafka_io import produce
+from tests.support.processes import WorkerProcess
+
+FAST = {
+    "WEBHOOKS_RETRY_BACKOFF_INITIAL_S": "0.05",
+    "WEBHOOKS_RETRY_BACKOFF_MAX_S": "0.1",
+    "WEBHOOKS_JOB_RETRY_INITIAL_S": "1.5",
+    "WEBHOOKS_JOB_RETRY_MAX_S": "1.5",
+    "WEBHOOKS_JOB_FAILED_AFTER_S": "6",
+}
+
+
+def enter(user: str, n: int = 0) -> tuple[bytes, bytes]:
+    doc = {
+        "id": user,
+        "data": {"n": n},
+        "segment_events": [{"id": "s", "slug": "newsletter", "event": "enter"}],
+    }
+    return user.encode(), orjson.dumps(doc)
+
+
+def answer(status: int, body: bytes = b"{}", headers: dict[str, str] | None = None) -> Behaviour:
+    return Behaviour(respond=lambda n: (status, 0.0, headers or {}, body))
+
+
+async def test_error_then_failed_then_resume(
+    test_env: dict[str, str],
+    test_settings: Settings,
+    receiver: WebhookReceiver,
+    worker_factory: Callable[..., WorkerProcess],
+    tmp_path: Path,
+) -> None:
+    env = {**test_env, **FAST}
+    worker = worker_factory(**FAST)
+    receiver.behaviours["/err"] = answer(500, b'{"error":"boom at the endpoint"}')
+    job = triggers_job(receiver.url("/err"))
+    await apply_jobs(env, tmp_path, worker, job)
+    await produce(test_settings, test_settings.input_topic, [enter("e1")])
+
+    error = await wait_for_state(env, job["id"], "error")
+    assert error["counters"]["failed_requests"] >= 10
+    assert error["last_error"]["status"] == 500
+    assert "boom at the endpoint" in error["last_error"]["reason"]
+    assert error["next_run"] is not None
+
+    failed = await wait_for_state(env, job["id"], "failed", wait_s=30)
+    assert failed["next_run"] is None
+    receiver.behaviours["/err"] = answer(200)
+    seen = len(receiver.for_path("/err"))
+    await asyncio.sleep(3)
+    assert len(receiver.for_path("/err")) == seen, "a failed job must not send"
+
+    assert (await run_cli_async(env, "jobs", "resume", job["id"])).code == 0
+    await wait_for_state(env, job["id"], "running")
+    got = await wait_for_requests(receiver, "/err", seen + 1)
+    assert got[-1].status == 200 and got[-1].json()["id"] == "e1"
+    report = await job_status(env, job["id"])
+    assert report["counters"]["delivered_requests"] == 1
+
+
+async def test_retry_after_sleeps_without_error(
+    test_env: dict[str, str],
+    test_settings: Settings,
+    receiver: WebhookReceiver,
+    worker_factory: Callable[..., WorkerProcess],
+    tmp_path: Path,
+) -> None:
+    env = {**test_env, **FAST}
+    worker = worker_factory(**FAST)
+    receiver.behaviours["/sleepy"] = Behaviour(
+        respond=lambda n: (
+            (503, 0.0, {"Retry-After": "4"}, b"{}") if n == 0 else (200, 0.0, {}, b"{}")
+        )
+    )
+    job = triggers_job(receiver.url("/sleepy"))
+    await apply_jobs(env, tmp_path, worker, job)
+    await produce(test_settings, test_settings.input_topic, [enter("s1")])
+
+    sleeping = await wait_for_state(env, job["id"], "sleeping")
+    assert sleeping["next_run"] is not None
+    got = await wait_for_requests(receiver, "/sleepy", 2, wait_s=20)
+    assert got[1].at - got[0].at >= 3.5  # it waited for Retry-After
+    assert got[1].headers["webhook-id"] == got[0].headers["webhook-id"]
+    report = await wait_for_state(env, job["id"], "running")
+    assert report["counters"]["failed_requests"] == 0
+    assert report["counters"]["delivered_requests"] == 1
+
+
+async def test_stop_keeps_backlog_and_resume_delivers_it(
+    test_env: dict[str, str],
+    test_settings: Settings,
+    receiver: WebhookReceiver,
+    worker_factory: Callable[..., WorkerProcess],
+    tmp_path: Path,
+) -> None:
+    worker = worker_factory()
+    job = triggers_job(receiver.url("/stop"))
+    await apply_jobs(test_env, tmp_path, worker, job)
+    assert (await run_cli_async(test_env, "jobs", "stop", job["id"])).code == 0
+    await wait_for_state(test_env, job["id"], "stopped")
+    await produce(test_settings, test_settings.input_topic, [enter(f"k{i}", i) for i in range(5)])
+    await asyncio.sleep(3)
+    assert receiver.for_path("/stop") == []
+    report = await job_status(test_env, job["id"])
+    assert report["backlog"] == 5
+
+    assert (await run_cli_async(test_env, "jobs", "resume", job["id"])).code == 0
+    await wait_for_requests(receiver, "/stop", 5)
+    await settle(receiver, 1.0)
+    assert sorted(r.json()["id"] for r in receiver.for_path("/stop")) == [f"k{i}" for i in range(5)]
