@@ -22,13 +22,14 @@ import aiohttp
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 
+from app.agents.auth_resolver import AuthResolver, AuthUnavailable
 from app.agents.deadletter import deadletter_value
-from app.domain.authorizations import Authorization, load_stored_authorization
 from app.domain.destinations import DestinationRefused
 from app.domain.job_state import JobRetrySchedule, JobStateMachine, JobStatus
 from app.domain.jobs import JobConfig, StoredJob
 from app.domain.offsets import OffsetTracker, decode_done, encode_done
 from app.domain.payloads import QueuedEvent, build_request_body, webhook_id
+from app.domain.redaction import redact
 from app.domain.retry import Outcome, RetryPolicy, classify
 from app.domain.retry_after import retry_after_until
 from app.domain.secrets import SecretBox
@@ -37,6 +38,7 @@ from app.domain.urls import merge_params
 from app.settings import Settings
 from app.transport.http import WebhookClient, exception_text
 from app.transport.kafka import admin_client, read_to_end
+from app.transport.oauth import TokenError
 from app.transport.registry import ConfigRegistry
 
 log = logging.getLogger(__name__)
@@ -76,18 +78,16 @@ class JobDelivery:
         self,
         job: JobConfig,
         settings: Settings,
-        registry: ConfigRegistry,
+        auths: AuthResolver,
         client: WebhookClient,
         producer: AIOKafkaProducer,
-        box: SecretBox | None,
         status: JobStatus,
     ) -> None:
         self.job = job
         self.settings = settings
-        self.registry = registry
+        self.auths = auths
         self.client = client
         self.producer = producer
-        self.box = box
         self.tracker: OffsetTracker[TopicPartition] = OffsetTracker()
         self.machine = JobStateMachine(
             status,
@@ -280,40 +280,67 @@ class JobDelivery:
         body, content_type = build_request_body(self.job, events)
         wid = webhook_id(events)
         attempt = 0
+        refreshed_after_401 = False
         while True:
             await self._wait_until_runnable()
             status: int | None = None
+            secrets: list[str] = []
+            token: str | None = None
             try:
-                auth = self._authorization()
-                url = merge_params(items[0].url, auth.param_pairs if auth else [])
+                resolved = self.auths.resolve(self.job.authorization)
+                if resolved is not None:
+                    secrets = resolved.auth.secret_values
+                    if resolved.tokens is not None:
+                        token = await resolved.tokens.token()
+                        secrets.append(token)
+                    extra_headers, params = resolved.auth.request_parts(token)
+                else:
+                    extra_headers, params = [], []
                 headers = {
                     "Content-Type": content_type,
                     "webhook-id": wid,
                     "webhook-timestamp": str(int(time.time())),
                 }
-                if auth is not None:
-                    headers.update(auth.header_pairs)
+                headers.update(extra_headers)
+                url = merge_params(items[0].url, params)
                 response = await self.client.send(self.job.http_method, url, body, headers)
             except DestinationRefused as exc:
                 await self._dead_letter(events, f"destination refused: {exc}")
                 return
+            except TokenError as exc:
+                reason, status = str(exc), exc.status
+                if exc.permanent:  # wrong credentials do not fix themselves: error now
+                    self.machine.error_now(time.time(), reason, status)
+                    self.status_changed = True
+                    log.error("job %s: %s", self.job.id, reason)
+                    continue
             except (aiohttp.ClientError, OSError, TimeoutError, AuthUnavailable) as exc:
-                reason = exception_text(exc)
+                reason = redact(exception_text(exc), secrets)
             else:
                 status = response.status
+                if (
+                    status == 401
+                    and token is not None
+                    and resolved is not None
+                    and resolved.tokens is not None
+                    and not refreshed_after_401
+                ):
+                    refreshed_after_401 = True  # once per request: the token may have expired
+                    with contextlib.suppress(TokenError):
+                        await resolved.tokens.refresh_after_401(token)
+                    continue
                 outcome = classify(status, self.job.never_retry)
+                excerpt = redact(response.excerpt, secrets)
                 if outcome is Outcome.DELIVERED:
                     self.machine.delivered(time.time(), requests=1, events=len(events))
                     self.status_changed = True
                     return
                 if outcome is Outcome.OMIT:
                     await self._dead_letter(
-                        events,
-                        f"omitted: HTTP {status} is not retried: {response.excerpt}",
-                        status=status,
+                        events, f"omitted: HTTP {status} is not retried: {excerpt}", status=status
                     )
                     return
-                reason = f"HTTP {status}: {response.excerpt}"
+                reason = f"HTTP {status}: {excerpt}"
                 until = retry_after_until(response.headers.get("Retry-After"), time.time())
                 if until is not None:
                     log.info("job %s: HTTP %d with Retry-After; sleeping", self.job.id, status)
@@ -333,21 +360,6 @@ class JobDelivery:
                 delay,
             )
             await asyncio.sleep(delay)
-
-    def _authorization(self) -> Authorization | None:
-        auth_id = self.job.authorization
-        if not auth_id:
-            return None
-        doc = self.registry.authorizations.get(auth_id)
-        if doc is None:
-            raise AuthUnavailable(f"authorization {auth_id!r} does not exist")
-        try:
-            auth = load_stored_authorization(doc, self.box)
-        except ValueError as exc:
-            raise AuthUnavailable(f"authorization {auth_id!r}: {exc}") from None
-        if auth.method == "oauth2_client_credentials":
-            raise AuthUnavailable("oauth2_client_credentials is not supported yet")
-        return auth
 
     async def _dead_letter(
         self,
@@ -385,10 +397,6 @@ class JobDelivery:
                 await asyncio.sleep(1.0)
 
 
-class AuthUnavailable(RuntimeError):
-    """The job's authorization cannot be used right now; the request is retried later."""
-
-
 class DeliveryManager:
     """Runs a JobDelivery for every running job the registry knows; follows its changes, and
     keeps each job's status on the status topic (key `<job id>/<worker id>`)."""
@@ -405,7 +413,8 @@ class DeliveryManager:
         self._changes: asyncio.Queue[str] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
         key = settings.secret_key
-        self.box = SecretBox(key.get_secret_value()) if key is not None else None
+        box = SecretBox(key.get_secret_value()) if key is not None else None
+        self.auths = AuthResolver(registry, box, self.client)
 
     async def start(self) -> None:
         await self.client.start()
@@ -534,10 +543,9 @@ class DeliveryManager:
             delivery = JobDelivery(
                 stored.config,
                 self.settings,
-                self.registry,
+                self.auths,
                 self.client,
                 self.producer,
-                self.box,
                 status,
             )
             if status.state == "stopped" or resumed_at > status.since:

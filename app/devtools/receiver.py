@@ -53,6 +53,8 @@ class WebhookReceiver:
         self.port = port
         self.requests: list[Received] = []
         self.behaviours: dict[str, Behaviour] = {}
+        # path -> check of the request; a request failing it is answered 401
+        self.authorize: dict[str, Callable[[Received], bool]] = {}
         self.in_flight = 0
         self.max_in_flight: dict[str, int] = {}
         self._count: dict[str, int] = {}
@@ -86,17 +88,20 @@ class WebhookReceiver:
         number = self._count.get(path, 0)
         self._count[path] = number + 1
         status, delay, headers, answer = self.behaviours.get(path, Behaviour()).respond(number)
-        self.requests.append(
-            Received(
-                method=request.method,
-                path=path,
-                query=dict(request.query),
-                headers={k.lower(): v for k, v in request.headers.items()},
-                body=body,
-                at=time.time(),
-                status=status,
-            )
+        received = Received(
+            method=request.method,
+            path=path,
+            query=dict(request.query),
+            headers={k.lower(): v for k, v in request.headers.items()},
+            body=body,
+            at=time.time(),
+            status=status,
         )
+        check = self.authorize.get(path)
+        if check is not None and not check(received):
+            status, delay, headers, answer = 401, 0.0, {}, b'{"error":"invalid token"}'
+            received.status = 401
+        self.requests.append(received)
         current = self._in_flight_by_path.get(path, 0) + 1
         self._in_flight_by_path[path] = current
         self.max_in_flight[path] = max(self.max_in_flight.get(path, 0), current)

@@ -111,6 +111,30 @@ class Authorization(BaseModel):
     def param_pairs(self) -> list[tuple[str, str]]:
         return parse_params(self.params)
 
+    def request_parts(
+        self, token: str | None = None
+    ) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+        """(headers, URL parameters) to add to a webhook request.
+
+        `{token}` in a header or parameter becomes the OAuth token; an OAuth authorization
+        that places it nowhere sends `Authorization: Bearer <token>`.
+        """
+        headers, params = self.header_pairs, self.param_pairs
+        if self.method != "oauth2_client_credentials" or token is None:
+            return headers, params
+        placed = any(TOKEN_PLACEHOLDER in v for _, v in headers + params)
+        headers = [(k, v.replace(TOKEN_PLACEHOLDER, token)) for k, v in headers]
+        params = [(k, v.replace(TOKEN_PLACEHOLDER, token)) for k, v in params]
+        if not placed:
+            headers.append(("Authorization", f"Bearer {token}"))
+        return headers, params
+
+    @property
+    def secret_values(self) -> list[str]:
+        """Every value that must never be shown: header and parameter values, the secret."""
+        values = [v for _, v in self.header_pairs + self.param_pairs]
+        return [*values, self.client_secret or ""]
+
     @property
     def has_secrets(self) -> bool:
         return any(getattr(self, f) for f in SECRET_FIELDS)

@@ -143,6 +143,13 @@ class JobStateMachine:
         st.error_attempt += 1
         self._enter("error", now, now + self.schedule.delay(st.error_attempt))
 
+    def error_now(self, now: float, reason: str, status: int | None = None) -> None:
+        """A failure that retrying cannot fix (e.g. the token endpoint refuses the
+        credentials): count it and enter `error` at once, or `failed` if errors persist."""
+        st = self.status
+        st.consecutive_failures = FAILURES_BEFORE_ERROR - 1
+        self.failed(now, reason, status)
+
     def retry_after(self, now: float, until: float) -> None:
         """The endpoint asked for a pause: sleep until then (capped), no error counted."""
         until = min(until, now + self.retry_after_max_s)

@@ -1,0 +1,87 @@
+"""A local HTTPS OAuth 2.0 token endpoint (client credentials) for tests and the demo.
+
+Issues short-lived tokens, counts its calls, remembers what each call asked for (scope,
+Ping's access_token_manager_id, how the client authenticated), and can revoke tokens so a
+webhook receiver answers 401.
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import unquote
+
+from aiohttp import web
+
+from app.devtools.tls import LocalTLS
+
+
+@dataclass
+class TokenCall:
+    form: dict[str, str]
+    client_auth: str  # "basic" or "body"
+    at: float
+
+
+@dataclass
+class TokenServer:
+    tls: LocalTLS
+    client_id: str
+    client_secret: str
+    expires_in: float = 3600.0
+    calls: list[TokenCall] = field(default_factory=list)
+    tokens: dict[str, float] = field(default_factory=dict)  # token -> expiry
+    port: int = 0
+    _runner: web.AppRunner | None = None
+
+    @property
+    def url(self) -> str:
+        return f"https://127.0.0.1:{self.port}/as/token.oauth2"
+
+    def valid(self, token: str) -> bool:
+        return self.tokens.get(token, 0.0) > time.time()
+
+    def revoke_all(self) -> None:
+        self.tokens.clear()
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_post("/as/token.oauth2", self._token)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0, ssl_context=self.tls.server_context)
+        await site.start()
+        server: Any = site._server
+        self.port = server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    async def _token(self, request: web.Request) -> web.Response:
+        form = {k: str(v) for k, v in (await request.post()).items()}
+        header = request.headers.get("Authorization", "")
+        if header.startswith("Basic "):
+            user, _, password = base64.b64decode(header[6:]).decode().partition(":")
+            client_id, secret, how = unquote(user), unquote(password), "basic"
+        else:
+            client_id, secret, how = (
+                form.get("client_id", ""),
+                form.get("client_secret", ""),
+                "body",
+            )
+        self.calls.append(TokenCall(form=form, client_auth=how, at=time.time()))
+        if form.get("grant_type") != "client_credentials":
+            return web.json_response({"error": "unsupported_grant_type"}, status=400)
+        if client_id != self.client_id or secret != self.client_secret:
+            return web.json_response(
+                {"error": "invalid_client", "error_description": "client authentication failed"},
+                status=401,
+            )
+        token = f"tok-{len(self.calls)}-{int(time.time() * 1000) % 100000}"
+        self.tokens[token] = time.time() + self.expires_in
+        return web.json_response(
+            {"access_token": token, "token_type": "Bearer", "expires_in": self.expires_in}
+        )

@@ -1,0 +1,121 @@
+"""OAuth 2.0 client credentials (RFC 6749 section 4.4) for webhook authorizations.
+
+One `TokenProvider` per authorization and worker: the token is cached and shared by every
+request, refreshed shortly before `expires_in` runs out or once after a 401, and only one
+refresh runs at a time (concurrent requests wait for it). Errors carry the token endpoint's
+own error text, never the client secret.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import time
+from dataclasses import dataclass
+from urllib.parse import quote, urlencode
+
+import orjson
+
+from app.domain.authorizations import Authorization
+from app.domain.redaction import redact
+from app.transport.http import WebhookClient
+
+DEFAULT_EXPIRES_IN_S = 3600.0
+MAX_REFRESH_MARGIN_S = 60.0
+
+
+class TokenError(RuntimeError):
+    """The token endpoint refused or failed; `permanent` for a 4xx (wrong credentials...)."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.permanent = status is not None and 400 <= status < 500
+
+
+@dataclass(frozen=True, slots=True)
+class Token:
+    value: str
+    expires_at: float
+    refresh_at: float
+
+
+class TokenProvider:
+    """The current access token of one authorization."""
+
+    def __init__(self, auth: Authorization, client: WebhookClient) -> None:
+        self.auth = auth
+        self.client = client
+        self.requests = 0
+        self._token: Token | None = None
+        self._lock = asyncio.Lock()
+
+    async def token(self) -> str:
+        current = self._token
+        if current is not None and time.time() < current.refresh_at:
+            return current.value
+        async with self._lock:  # one refresh at a time; the others reuse its result
+            current = self._token
+            if current is None or time.time() >= current.refresh_at:
+                self._token = current = await self._fetch()
+            return current.value
+
+    async def refresh_after_401(self, used: str) -> str:
+        """A new token unless another request already replaced the one that got the 401."""
+        async with self._lock:
+            current = self._token
+            if current is None or current.value == used:
+                self._token = current = await self._fetch()
+            return current.value
+
+    @property
+    def secrets(self) -> list[str]:
+        values = [self.auth.client_secret or ""]
+        if self._token is not None:
+            values.append(self._token.value)
+        return values
+
+    async def _fetch(self) -> Token:
+        auth = self.auth
+        assert auth.token_url and auth.client_id and auth.client_secret is not None
+        form = {"grant_type": "client_credentials"}
+        if auth.scopes:
+            form["scope"] = auth.scopes
+        if auth.ping_atm_id:
+            form["access_token_manager_id"] = auth.ping_atm_id
+        headers = {
+            "Content-Type": "application/x-www-form-urlencoded",
+            "Accept": "application/json",
+        }
+        if auth.token_auth == "basic":
+            # RFC 6749 2.3.1: form-encode id and secret, then HTTP Basic.
+            pair = f"{quote(auth.client_id, safe='')}:{quote(auth.client_secret, safe='')}"
+            headers["Authorization"] = "Basic " + base64.b64encode(pair.encode()).decode()
+        else:
+            form["client_id"] = auth.client_id
+            form["client_secret"] = auth.client_secret
+        self.requests += 1
+        started = time.time()
+        try:
+            response = await self.client.send(
+                "POST", auth.token_url, urlencode(form).encode(), headers, max_body=64 * 1024
+            )
+        except (OSError, TimeoutError) as exc:
+            raise TokenError(f"token endpoint {auth.token_url} unreachable: {exc}") from None
+        text = redact(response.excerpt, [auth.client_secret])
+        if not response.ok:
+            raise TokenError(
+                f"token endpoint {auth.token_url} answered HTTP {response.status}: {text}",
+                status=response.status,
+            )
+        try:
+            doc = orjson.loads(response.body)
+            value = str(doc["access_token"])
+            lifetime = float(doc.get("expires_in") or DEFAULT_EXPIRES_IN_S)
+        except (ValueError, KeyError, TypeError):
+            raise TokenError(
+                f"token endpoint {auth.token_url} answered without an access_token: {text}",
+                status=response.status,
+            ) from None
+        margin = min(MAX_REFRESH_MARGIN_S, lifetime * 0.1)
+        return Token(value, started + lifetime, started + lifetime - margin)
