@@ -206,3 +206,23 @@ async def test_wrong_secret_puts_job_in_error_and_no_secret_leaks(
     for where, text in texts.items():
         for secret in secrets:
             assert secret not in text, f"{secret!r} in plaintext in {where}"
+
+
+async def test_rotating_an_authorization_takes_effect_without_restart(
+    test_env: dict[str, str],
+    test_settings: Settings,
+    receiver: WebhookReceiver,
+    worker: WorkerProcess,
+    tmp_path: Path,
+) -> None:
+    doc = {"id": "rot", "label": "rot", "method": "headers", "headers": "X-Key: old-key-1"}
+    await apply_auth(test_env, tmp_path, doc)
+    job = triggers_job(receiver.url("/rot"), authorization="rot")
+    await apply_jobs(test_env, tmp_path, worker, job)
+    await produce(test_settings, test_settings.input_topic, [enter("r1")])
+    assert (await wait_for_requests(receiver, "/rot", 1))[0].headers["x-key"] == "old-key-1"
+
+    await apply_auth(test_env, tmp_path, {**doc, "headers": "X-Key: new-key-2"})
+    await asyncio.sleep(1.0)  # the worker's registry tails the topic
+    await produce(test_settings, test_settings.input_topic, [enter("r2")])
+    assert (await wait_for_requests(receiver, "/rot", 2))[1].headers["x-key"] == "new-key-2"
