@@ -65,3 +65,14 @@ def queue_topic_spec(settings: Settings, topic: str) -> TopicSpec:
         config={"retention.ms": str(14 * 24 * 3600 * 1000)},
         description="per-job queue",
     )
+
+
+def enrichment_topic_spec(settings: Settings, topic: str) -> TopicSpec:
+    """An enrichment job's output stream (created when missing)."""
+    return TopicSpec(
+        name=topic,
+        partitions=settings.queue_partitions,
+        cleanup_policy="delete",
+        config={"retention.ms": str(7 * 24 * 3600 * 1000)},
+        description="enrichment answers",
+    )

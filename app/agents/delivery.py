@@ -25,10 +25,17 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 from app.agents.auth_resolver import AuthResolver, AuthUnavailable
 from app.agents.deadletter import deadletter_value
 from app.domain.destinations import DestinationRefused
+from app.domain.enrichment import (
+    UnusableAnswer,
+    enrichment_body,
+    enrichment_item,
+    enrichment_record,
+    pair_answer,
+)
 from app.domain.job_state import JobRetrySchedule, JobStateMachine, JobStatus
 from app.domain.jobs import JobConfig, StoredJob
 from app.domain.offsets import OffsetTracker, decode_done, encode_done
-from app.domain.payloads import QueuedEvent, build_request_body, webhook_id
+from app.domain.payloads import JSON, QueuedEvent, build_request_body, webhook_id
 from app.domain.redaction import redact
 from app.domain.retry import Outcome, RetryPolicy, classify
 from app.domain.retry_after import retry_after_until
@@ -36,8 +43,9 @@ from app.domain.secrets import SecretBox
 from app.domain.templates import TemplateError, render_url
 from app.domain.urls import merge_params
 from app.settings import Settings
+from app.topic_catalog import enrichment_topic_spec
 from app.transport.http import WebhookClient, exception_text
-from app.transport.kafka import admin_client, read_to_end
+from app.transport.kafka import admin_client, ensure_topics, read_to_end
 from app.transport.oauth import TokenError
 from app.transport.registry import ConfigRegistry
 
@@ -108,6 +116,10 @@ class JobDelivery:
     # -- lifecycle -----------------------------------------------------------------------
 
     async def start(self) -> None:
+        if not self.job.is_triggers:
+            await ensure_topics(
+                self.settings, [enrichment_topic_spec(self.settings, self.job.stream)]
+            )
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=self.settings.bootstrap_servers,
             group_id=self._group,
@@ -274,10 +286,28 @@ class JobDelivery:
                 return
             await asyncio.sleep(1.0 if wait is None else min(wait, 1.0))
 
+    async def _request_body(self, items: list[Item]) -> tuple[list[QueuedEvent], bytes, str]:
+        """The events a request carries and its body; enrichment template failures are
+        dead-lettered here, per user, and the rest still sent."""
+        events = [i.event for i in items]
+        if self.job.is_triggers:
+            body, content_type = build_request_body(self.job, events)
+            return events, body, content_type
+        kept: list[QueuedEvent] = []
+        parts: list[Any] = []
+        for event in events:
+            try:
+                parts.append(enrichment_item(self.job, event, self._job_json))
+                kept.append(event)
+            except TemplateError as exc:
+                await self._dead_letter([event], f"body_template failed: {exc}")
+        return kept, (enrichment_body(self.job, parts) if kept else b""), JSON
+
     async def _deliver(self, items: list[Item]) -> None:
         """Send one request for `items` until it is delivered or omitted; never raises."""
-        events = [i.event for i in items]
-        body, content_type = build_request_body(self.job, events)
+        events, body, content_type = await self._request_body(items)
+        if not events:
+            return
         wid = webhook_id(events)
         attempt = 0
         refreshed_after_401 = False
@@ -332,6 +362,8 @@ class JobDelivery:
                 outcome = classify(status, self.job.never_retry)
                 excerpt = redact(response.excerpt, secrets)
                 if outcome is Outcome.DELIVERED:
+                    if not self.job.is_triggers:
+                        await self._publish_answer(events, response.body)
                     self.machine.delivered(time.time(), requests=1, events=len(events))
                     self.status_changed = True
                     return
@@ -360,6 +392,25 @@ class JobDelivery:
                 delay,
             )
             await asyncio.sleep(delay)
+
+    async def _publish_answer(self, events: list[QueuedEvent], body: bytes) -> None:
+        """Publish each user's answer to the job's stream; an unusable answer is a dead letter."""
+        try:
+            pairs = pair_answer(self.job, events, body)
+        except UnusableAnswer as exc:
+            await self._dead_letter(events, f"enrichment answer unusable: {exc}")
+            return
+        while True:
+            try:
+                acks = [
+                    await self.producer.send(self.job.stream, value, key=key)
+                    for key, value in (enrichment_record(ev, answer) for ev, answer in pairs)
+                ]
+                await asyncio.gather(*acks)
+                return
+            except Exception as exc:
+                log.error("job %s: answers not published (%s); retrying", self.job.id, exc)
+                await asyncio.sleep(1.0)
 
     async def _dead_letter(
         self,

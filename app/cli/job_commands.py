@@ -15,7 +15,7 @@ from app.domain.errors import ConfigError, FieldProblem
 from app.domain.jobs import JobConfig, StoredJob, parse_job_config
 from app.domain.status_summary import summarize_status
 from app.settings import Settings
-from app.topic_catalog import queue_topic_spec
+from app.topic_catalog import enrichment_topic_spec, queue_topic_spec
 from app.transport.kafka import consumer_lag, ensure_topics, read_to_end, write_record
 
 
@@ -67,6 +67,8 @@ async def apply(settings: Settings, file: Path) -> list[str]:
         raise ConfigError("job config", missing)
     existing = await load_jobs(settings)
     await ensure_topics(settings, [queue_topic_spec(settings, c.queue_topic) for c in configs])
+    streams = {c.stream for c in configs if not c.is_triggers}
+    await ensure_topics(settings, [enrichment_topic_spec(settings, s) for s in streams])
     out = []
     for config in configs:
         before = existing.get(config.id)

@@ -42,6 +42,8 @@ class Behaviour:
     respond: Callable[[int], tuple[int, float, dict[str, str], bytes]] = field(
         default=lambda n: (200, 0.0, {}, b'{"ok":true}')
     )
+    # When set, the answer's body is computed from the request (e.g. an enrichment echo).
+    reply: Callable[[Received], bytes] | None = None
 
 
 class WebhookReceiver:
@@ -87,7 +89,8 @@ class WebhookReceiver:
         body = await request.read()
         number = self._count.get(path, 0)
         self._count[path] = number + 1
-        status, delay, headers, answer = self.behaviours.get(path, Behaviour()).respond(number)
+        behaviour = self.behaviours.get(path, Behaviour())
+        status, delay, headers, answer = behaviour.respond(number)
         received = Received(
             method=request.method,
             path=path,
@@ -97,6 +100,8 @@ class WebhookReceiver:
             at=time.time(),
             status=status,
         )
+        if behaviour.reply is not None:
+            answer = behaviour.reply(received)
         check = self.authorize.get(path)
         if check is not None and not check(received):
             status, delay, headers, answer = 401, 0.0, {}, b'{"error":"invalid token"}'

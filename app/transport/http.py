@@ -136,9 +136,22 @@ class WebhookClient:
                 if resp.status in (307, 308) and location:
                     url = urljoin(url, location)
                     continue
-                content = await resp.content.read(max_body + 1)
+                content = await read_capped(resp.content, max_body + 1)
                 return WebhookResponse(status=resp.status, headers=dict(resp.headers), body=content)
         raise DestinationRefused(f"more than {MAX_REDIRECTS} redirects")
+
+
+async def read_capped(stream: aiohttp.StreamReader, limit: int) -> bytes:
+    """The body up to `limit` bytes (a longer body comes back cut at `limit`)."""
+    chunks: list[bytes] = []
+    size = 0
+    while size < limit:
+        chunk = await stream.read(limit - size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
 
 
 def exception_text(exc: BaseException) -> str:
