@@ -12,6 +12,7 @@ from typing import Any
 import faust
 from mode import Service
 
+from app.agents.backfill import BackfillRunner
 from app.agents.delivery import DeliveryManager
 from app.agents.router import TAKE_MAX, TAKE_WITHIN_S, Router
 from app.settings import Settings, get_settings
@@ -25,20 +26,28 @@ class WebhooksService(Service):  # type: ignore[misc]
     """Starts the config registry, then delivery; stops them in reverse, with the worker."""
 
     def __init__(
-        self, registry: ConfigRegistry, router: Router, delivery: DeliveryManager, **kwargs: Any
+        self,
+        registry: ConfigRegistry,
+        router: Router,
+        delivery: DeliveryManager,
+        backfill: BackfillRunner,
+        **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.registry = registry
         self.router = router
         self.delivery = delivery
+        self.backfill = backfill
 
     async def on_start(self) -> None:
         await self.registry.start()
         await self.router.start()
         await self.delivery.start()
+        await self.backfill.start()
         log.info("delivery ready: %d job(s) running", len(self.delivery.deliveries))
 
     async def on_stop(self) -> None:
+        await self.backfill.stop()
         await self.delivery.stop()
         await self.router.stop()
         await self.registry.stop()
@@ -80,7 +89,10 @@ def create_app(settings: Settings) -> Any:
     )
     assert state_table.changelog_topic.get_topic_name() == state_changelog_topic(settings)
     router = Router(settings, registry, state_table)
-    service = WebhooksService(registry, router, delivery, loop=app.loop, beacon=app.beacon)
+    backfill = BackfillRunner(settings, registry)
+    service = WebhooksService(
+        registry, router, delivery, backfill, loop=app.loop, beacon=app.beacon
+    )
 
     @app.task
     async def start_services() -> None:

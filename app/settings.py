@@ -36,6 +36,12 @@ class Settings(BaseSettings):
     """Compacted topic of job statuses, one record per job and worker."""
     worker_id: str = Field(default_factory=socket.gethostname)
     """This worker's name in job statuses; keep it stable across restarts."""
+    backfills_topic: str = "webhook-backfills"
+    """Compacted topic of backfill requests, key = job id."""
+    backfill_progress_topic: str = "webhook-backfill-progress"
+    """Compacted topic of backfill progress, key = job id."""
+    backfill_partition_pause_s: float = Field(default=0.0, ge=0, le=3600)
+    """Pause between state partitions during a backfill, to spread its load on the broker."""
     app_id: str = "audience-webhooks"
     """Faust application id: the router's consumer group and the prefix of its changelogs."""
     input_partitions: int = Field(default=8, ge=1, le=1024)

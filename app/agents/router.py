@@ -181,6 +181,8 @@ class Router:
             stored = data.get(key)
             state = UserState.from_bytes(stored)
             routed, new_state = route(record, state, jobs)
+            if new_state.audiences:
+                new_state.last = (message.partition, message.offset)
             for job_event in routed:
                 job = self.registry.jobs.get(job_event.job_id)
                 if job is None:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
 import orjson
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from app.agents.deadletter import utc_now_rfc3339
 from app.cli.files import load_documents
@@ -82,7 +85,24 @@ async def apply(settings: Settings, file: Path) -> list[str]:
         )
         verb = "updated" if before else "created"
         out.append(f"{verb} job {config.id} ({config.type}, {config.label!r})")
+        if before is None and config.existing_users:
+            await request_backfill(settings, config.id)
+            out.append(f"backfill of existing users requested for job {config.id}")
     return out
+
+
+async def request_backfill(settings: Settings, job_id: str) -> str:
+    """Queue a backfill of the job's current members; returns the request id."""
+    request_id = uuid.uuid4().hex
+    doc = {"id": request_id, "job_id": job_id, "requested_at": time.time()}
+    await write_record(settings, settings.backfills_topic, job_id, orjson.dumps(doc))
+    return request_id
+
+
+async def backfill_progress(settings: Settings, job_id: str) -> dict[str, Any] | None:
+    records = await load_compacted(settings, settings.backfill_progress_topic)
+    raw = records.get(job_id)
+    return orjson.loads(raw) if raw else None
 
 
 async def list_jobs(settings: Settings) -> list[str]:
@@ -95,6 +115,34 @@ async def list_jobs(settings: Settings) -> list[str]:
             f"{job_id:<34} {job.config.type:<18} {job.desired_state:<8} {job.config.label}"
         )
     return lines
+
+
+async def follow_backfill(settings: Settings, job_id: str, request_id: str) -> None:
+    """A progress bar until the backfill is done (Ctrl-C leaves it running in the workers)."""
+    with Progress(
+        TextColumn("backfill"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total} partitions"),
+        TextColumn("{task.fields[members]} members sent"),
+        TimeElapsedColumn(),
+    ) as bar:
+        task = bar.add_task("backfill", total=None, members=0)
+        while True:
+            progress = await backfill_progress(settings, job_id)
+            if progress and progress.get("request_id") == request_id:
+                bar.update(
+                    task,
+                    total=progress["total_partitions"] or None,
+                    completed=len(progress["partitions_done"]),
+                    members=progress["members_sent"],
+                )
+                if progress["state"] == "done":
+                    return
+            await asyncio.sleep(0.5)
+
+
+async def get_job(settings: Settings, job_id: str) -> StoredJob:
+    return await _get(settings, job_id)
 
 
 async def _get(settings: Settings, job_id: str) -> StoredJob:
@@ -127,6 +175,7 @@ async def show(settings: Settings, job_id: str) -> str:
     doc = {
         **summarize_status(job.desired_state, statuses),
         "backlog": backlog,
+        "backfill": await backfill_progress(settings, job_id),
         "updated_at": job.updated_at,
         "config": job.config.to_json_dict(),
     }

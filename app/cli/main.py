@@ -120,6 +120,20 @@ async def jobs_show(job_id: str) -> None:
     click.echo(await job_commands.show(get_settings(), job_id))
 
 
+@jobs.command("backfill")
+@click.argument("job_id")
+@click.option("--no-wait", is_flag=True, help="Request it and return; `jobs show` tracks it.")
+@run_async
+async def jobs_backfill(job_id: str, no_wait: bool) -> None:
+    """Send the job's current audience members as `enter` events (live events keep flowing)."""
+    settings = get_settings()
+    await job_commands.get_job(settings, job_id)
+    request_id = await job_commands.request_backfill(settings, job_id)
+    click.echo(f"backfill {request_id} requested for job {job_id}")
+    if not no_wait:
+        await job_commands.follow_backfill(settings, job_id, request_id)
+
+
 @jobs.command("stop")
 @click.argument("job_id")
 @run_async

@@ -30,17 +30,26 @@ class UserState:
 
     audiences: dict[str, str] = field(default_factory=dict)
     fingerprints: dict[str, str] = field(default_factory=dict)
+    # Where the user's latest input record is ([partition, offset]): a backfill reads the
+    # profile from there instead of the state keeping whole profiles.
+    last: tuple[int, int] | None = None
 
     def to_bytes(self) -> bytes:
-        return orjson.dumps({"audiences": self.audiences, "fingerprints": self.fingerprints})
+        doc: dict[str, Any] = {"audiences": self.audiences, "fingerprints": self.fingerprints}
+        if self.last is not None:
+            doc["last"] = list(self.last)
+        return orjson.dumps(doc)
 
     @classmethod
     def from_bytes(cls, raw: bytes | None) -> UserState | None:
         if not raw:
             return None
         doc = orjson.loads(raw)
+        last = doc.get("last")
         return cls(
-            audiences=dict(doc.get("audiences", {})), fingerprints=dict(doc.get("fingerprints", {}))
+            audiences=dict(doc.get("audiences", {})),
+            fingerprints=dict(doc.get("fingerprints", {})),
+            last=(int(last[0]), int(last[1])) if last else None,
         )
 
 

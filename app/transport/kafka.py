@@ -102,9 +102,13 @@ async def write_record(settings: Settings, topic: str, key: str, value: bytes | 
 
 
 async def read_to_end(
-    settings: Settings, topic: str, timeout_s: float = 30.0
+    settings: Settings,
+    topic: str,
+    timeout_s: float = 30.0,
+    partitions: set[int] | None = None,
 ) -> list[tuple[bytes | None, bytes | None, int]]:
-    """Every record of `topic` from its start to the end offsets seen on entry.
+    """Every record of `topic` (or of some of its `partitions`) from its start to the end
+    offsets seen on entry.
 
     Returns (key, value, timestamp_ms) in partition order; no consumer group is used.
     """
@@ -120,13 +124,20 @@ async def read_to_end(
         await consumer.stop()
         raise BrokerUnavailable(settings.kafka_bootstrap, exc) from None
     try:
-        partitions = consumer.partitions_for_topic(topic)
-        if partitions is None:
+        all_partitions = consumer.partitions_for_topic(topic)
+        if all_partitions is None:
             await consumer._client.force_metadata_update()
-            partitions = consumer.partitions_for_topic(topic)
-        if not partitions:
+            all_partitions = consumer.partitions_for_topic(topic)
+        if not all_partitions:
             return []
-        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        wanted = partitions
+        tps = [
+            TopicPartition(topic, p)
+            for p in sorted(all_partitions)
+            if wanted is None or p in wanted
+        ]
+        if not tps:
+            return []
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
         ends = await consumer.end_offsets(tps)
@@ -168,3 +179,37 @@ async def consumer_lag(settings: Settings, topic: str, group: str) -> int | None
         meta = committed.get(tp)
         lag += end - (meta.offset if meta is not None and meta.offset >= 0 else 0)
     return lag
+
+
+async def read_offsets(
+    settings: Settings, topic: str, partition: int, offsets: set[int], timeout_s: float = 300.0
+) -> dict[int, bytes | None]:
+    """The values at `offsets` of one partition, read in one sequential pass; offsets no
+    longer in the log (retention) are left out."""
+    if not offsets:
+        return {}
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.bootstrap_servers,
+        enable_auto_commit=False,
+        request_timeout_ms=15000,
+        max_partition_fetch_bytes=4 * 1024 * 1024,
+    )
+    await consumer.start()
+    try:
+        tp = TopicPartition(topic, partition)
+        consumer.assign([tp])
+        first = max(min(offsets), (await consumer.beginning_offsets([tp]))[tp])
+        last = min(max(offsets), (await consumer.end_offsets([tp]))[tp] - 1)
+        out: dict[int, bytes | None] = {}
+        if first > last:
+            return out
+        consumer.seek(tp, first)
+        async with asyncio.timeout(timeout_s):
+            while await consumer.position(tp) <= last:
+                batch = await consumer.getmany(tp, timeout_ms=500, max_records=5000)
+                for message in batch.get(tp, []):
+                    if message.offset in offsets:
+                        out[message.offset] = message.value
+        return out
+    finally:
+        await consumer.stop()
