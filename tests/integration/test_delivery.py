@@ -257,3 +257,39 @@ def receiver_delay(seconds: float) -> Any:
     from app.devtools.receiver import Behaviour
 
     return Behaviour(respond=lambda n: (200, seconds, {}, b"{}"))
+
+
+async def test_redirect_to_a_refused_address_is_refused(
+    test_env: dict[str, str],
+    test_settings: Settings,
+    receiver: WebhookReceiver,
+    tmp_path: Path,
+) -> None:
+    from app.devtools.receiver import Behaviour
+
+    env = {**test_env, "WEBHOOKS_ALLOWED_PRIVATE_NETS": "127.0.0.1/32"}
+    proc = WorkerProcess(env=env, log_path=tmp_path / "redirect-worker.log")
+    proc.start()
+    try:
+        target = f"https://127.0.0.2:{receiver.port}/elsewhere"
+        receiver.behaviours["/moved"] = Behaviour(
+            respond=lambda n: (307, 0.0, {"Location": target}, b"")
+        )
+        receiver.behaviours["/moved-ok"] = Behaviour(
+            respond=lambda n: (308, 0.0, {"Location": "/landed"}, b"")
+        )
+        job = triggers_job(receiver.url("/moved"))
+        ok = triggers_job(receiver.url("/moved-ok"))
+        await apply_jobs(env, tmp_path, proc, job, ok)
+        await produce(
+            test_settings,
+            test_settings.input_topic,
+            [record("r1", {"x": 1}, ("enter", "newsletter"))],
+        )
+        dead = await wait_for_records(test_settings, test_settings.deadletter_topic, 1)
+        landed = await wait_for_requests(receiver, "/landed", 1)
+    finally:
+        proc.stop()
+    assert "127.0.0.2 is a loopback address" in dead[0][1]["reason"]
+    assert receiver.for_path("/elsewhere") == []
+    assert landed[0].method == "POST" and landed[0].json()["id"] == "r1"
