@@ -81,8 +81,6 @@ class Router:
         self.registry = registry
         self.table = state_table
         self.settings = settings
-        self.routed = 0
-        self.dead_lettered = 0
         self.ready = asyncio.Event()
         self._producer: AIOKafkaProducer | None = None
         self._partitions: dict[str, int] = {}
@@ -168,7 +166,6 @@ class Router:
             try:
                 record = parse_record(event.value)
             except InvalidRecord as exc:
-                self.dead_lettered += 1
                 value = deadletter_value(
                     job_id=None,
                     reason=f"invalid input record: {exc.reason}",
@@ -190,7 +187,6 @@ class Router:
                 ev_id = event_id(message.topic, message.partition, message.offset, job.config.id)
                 value = queue_value(record, job.config.id, ev_id, job_event.segment_events)
                 out.append((job.config.queue_topic, key, value, None))
-                self.routed += 1
             raw_state = new_state.to_bytes()
             if raw_state != stored:
                 # The record Faust's own changelog write would make (same topic, key and

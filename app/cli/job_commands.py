@@ -142,10 +142,6 @@ async def follow_backfill(settings: Settings, job_id: str, request_id: str) -> N
 
 
 async def get_job(settings: Settings, job_id: str) -> StoredJob:
-    return await _get(settings, job_id)
-
-
-async def _get(settings: Settings, job_id: str) -> StoredJob:
     job = (await load_jobs(settings)).get(job_id)
     if job is None:
         raise ConfigError(
@@ -167,7 +163,7 @@ async def load_statuses(settings: Settings, job_id: str) -> list[dict[str, Any]]
 
 
 async def show(settings: Settings, job_id: str) -> str:
-    job = await _get(settings, job_id)
+    job = await get_job(settings, job_id)
     statuses = await load_statuses(settings, job_id)
     backlog = await consumer_lag(
         settings, job.config.queue_topic, f"{settings.app_id}-delivery-{job_id}"
@@ -184,7 +180,7 @@ async def show(settings: Settings, job_id: str) -> str:
 
 async def set_desired_state(settings: Settings, job_id: str, desired: str) -> str:
     """`stop` or `resume`; resuming a running job still restarts an erroring/failed one."""
-    job = await _get(settings, job_id)
+    job = await get_job(settings, job_id)
     if job.desired_state == desired == "stopped":
         return f"job {job_id} is already stopped"
     update: dict[str, Any] = {"desired_state": desired, "updated_at": utc_now_rfc3339()}

@@ -19,7 +19,6 @@ from app.domain.errors import ConfigError, FieldProblem
 from app.domain.templates import syntax_error
 
 JobType = Literal["audience_triggers", "user_enrichment"]
-JOB_TYPES: tuple[str, ...] = ("audience_triggers", "user_enrichment")
 BUILTIN_DO_NOT_RETRY = frozenset({400, 404, 413})
 MAX_TRIGGER_FIELDS = 75
 DEFAULT_CLOUDEVENTS_TYPE = "com.lytics.audience.user.event"
@@ -218,9 +217,6 @@ def parse_job_config(raw: Any) -> JobConfig:
     if job.is_triggers and not job.cloudevents_source:
         job = job.model_copy(update={"cloudevents_source": f"/work/{job.id}"})
     return job
-
-
-DESIRED_STATES = ("running", "stopped")
 
 
 class StoredJob(BaseModel):

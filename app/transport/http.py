@@ -8,7 +8,6 @@ from __future__ import annotations
 import socket
 import ssl
 from dataclasses import dataclass
-from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import aiohttp
@@ -157,6 +156,3 @@ async def read_capped(stream: aiohttp.StreamReader, limit: int) -> bytes:
 def exception_text(exc: BaseException) -> str:
     text = str(exc) or type(exc).__name__
     return f"{type(exc).__name__}: {text}"
-
-
-__all__: list[Any] = ["DestinationRefused", "WebhookClient", "WebhookResponse", "exception_text"]

@@ -9,7 +9,7 @@ import orjson
 from cloudevents.core.bindings.http import HTTPMessage, from_http_event
 from cloudevents.core.formats.json import JSONFormat
 
-from app.devtools.receiver import WebhookReceiver
+from app.devtools.receiver import Behaviour, WebhookReceiver
 from app.settings import Settings
 from tests.support.jobs import apply_jobs, settle, triggers_job, wait_for_requests
 from tests.support.kafka_io import produce, wait_for_records
@@ -253,9 +253,7 @@ async def test_private_destination_refused_unless_allowed(
     assert receiver.requests == []
 
 
-def receiver_delay(seconds: float) -> Any:
-    from app.devtools.receiver import Behaviour
-
+def receiver_delay(seconds: float) -> Behaviour:
     return Behaviour(respond=lambda n: (200, seconds, {}, b"{}"))
 
 
@@ -265,8 +263,6 @@ async def test_redirect_to_a_refused_address_is_refused(
     receiver: WebhookReceiver,
     tmp_path: Path,
 ) -> None:
-    from app.devtools.receiver import Behaviour
-
     env = {**test_env, "WEBHOOKS_ALLOWED_PRIVATE_NETS": "127.0.0.1/32"}
     proc = WorkerProcess(env=env, log_path=tmp_path / "redirect-worker.log")
     proc.start()
