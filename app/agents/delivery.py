@@ -34,6 +34,7 @@ from app.domain.enrichment import (
 )
 from app.domain.job_state import JobRetrySchedule, JobStateMachine, JobStatus
 from app.domain.jobs import JobConfig, StoredJob
+from app.domain.limiter import AdjustableLimiter, share_of
 from app.domain.offsets import OffsetTracker, decode_done, encode_done
 from app.domain.payloads import JSON, QueuedEvent, build_request_body, webhook_id
 from app.domain.redaction import redact
@@ -77,6 +78,7 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
         await self.owner.load_skips(assigned)
+        await self.owner.resize(assigned)
 
 
 class JobDelivery:
@@ -110,6 +112,7 @@ class JobDelivery:
         self._consumer: AIOKafkaConsumer | None = None
         self._job_json = job.to_json_dict()
         self._group = f"{settings.app_id}-delivery-{job.id}"
+        self.limiter = AdjustableLimiter(job.worker_count)
         self._skip: dict[TopicPartition, set[int]] = {}
         self._last_commit: dict[TopicPartition, tuple[int, str]] = {}
 
@@ -169,6 +172,12 @@ class JobDelivery:
         if with_meta and with_meta != self._last_commit:
             await consumer.commit(with_meta)
             self._last_commit = with_meta
+
+    async def resize(self, assigned: list[TopicPartition]) -> None:
+        """Take the share of `worker_count` that matches the queue partitions owned here."""
+        consumer = self._consumer
+        total = len(consumer.partitions_for_topic(self.job.queue_topic) or ()) if consumer else 0
+        await self.limiter.set_limit(share_of(self.job.worker_count, len(assigned), total))
 
     async def load_skips(self, assigned: list[TopicPartition]) -> None:
         """Read which offsets beyond each committed point were already delivered."""
@@ -271,7 +280,8 @@ class JobDelivery:
                     batch.append(item)
             batch = [i for i in batch if self.tracker.owns(i.tp)]
             if batch:
-                await self._deliver(batch)
+                async with self.limiter.slot():
+                    await self._deliver(batch)
                 for item in batch:
                     self.tracker.finished(item.tp, item.offset)
 
