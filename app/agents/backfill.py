@@ -13,7 +13,6 @@ keep flowing meanwhile: this runs beside the router, not in it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections import defaultdict
@@ -37,7 +36,13 @@ from app.domain.records import UserRecord, parse_record
 from app.settings import Settings
 from app.topic_catalog import state_changelog_topic
 from app.transport.batch_producer import BatchWriter
-from app.transport.kafka import read_offsets, read_to_end
+from app.transport.kafka import (
+    cancel_and_wait,
+    durable_producer,
+    group_timeouts,
+    read_offsets,
+    read_to_end,
+)
 from app.transport.registry import ConfigRegistry
 
 log = logging.getLogger(__name__)
@@ -53,13 +58,7 @@ class BackfillRunner:
         self._partitions: dict[str, int] = {}
 
     async def start(self) -> None:
-        self._producer = AIOKafkaProducer(
-            bootstrap_servers=self.settings.bootstrap_servers,
-            acks="all",
-            enable_idempotence=True,
-            linger_ms=5,
-            max_batch_size=1024 * 1024,
-        )
+        self._producer = durable_producer(self.settings, max_batch_size=1024 * 1024)
         await self._producer.start()
         self._consumer = AIOKafkaConsumer(
             self.settings.backfills_topic,
@@ -68,17 +67,13 @@ class BackfillRunner:
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             max_poll_interval_ms=24 * 3600 * 1000,  # one request may take long
-            session_timeout_ms=int(self.settings.kafka_session_timeout_s * 1000),
-            heartbeat_interval_ms=int(max(1.0, self.settings.kafka_session_timeout_s / 4) * 1000),
+            **group_timeouts(self.settings),
         )
         await self._consumer.start()
         self._task = asyncio.create_task(self._run(), name="backfill")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait(self._task)
         if self._consumer is not None:
             await self._consumer.stop()
         if self._producer is not None:

@@ -46,7 +46,14 @@ from app.domain.urls import merge_params
 from app.settings import Settings
 from app.topic_catalog import enrichment_topic_spec
 from app.transport.http import WebhookClient, exception_text
-from app.transport.kafka import admin_client, ensure_topics, read_to_end
+from app.transport.kafka import (
+    admin_client,
+    cancel_and_wait,
+    durable_producer,
+    ensure_topics,
+    group_timeouts,
+    read_to_end,
+)
 from app.transport.oauth import TokenError
 from app.transport.registry import ConfigRegistry
 
@@ -131,8 +138,7 @@ class JobDelivery:
             max_poll_records=1000,
             fetch_max_wait_ms=100,
             metadata_max_age_ms=5000,
-            session_timeout_ms=int(self.settings.kafka_session_timeout_s * 1000),
-            heartbeat_interval_ms=int(max(1.0, self.settings.kafka_session_timeout_s / 4) * 1000),
+            **group_timeouts(self.settings),
         )
         await self._consumer.start()
         self._consumer.subscribe([self.job.queue_topic], listener=_Rebalance(self))
@@ -479,12 +485,7 @@ class DeliveryManager:
 
     async def start(self) -> None:
         await self.client.start()
-        self.producer = AIOKafkaProducer(
-            bootstrap_servers=self.settings.bootstrap_servers,
-            acks="all",
-            enable_idempotence=True,
-            linger_ms=5,
-        )
+        self.producer = durable_producer(self.settings)
         await self.producer.start()
         self.statuses = await self._load_statuses()
         self.registry.subscribe(lambda job_id, _job: self._changes.put_nowait(job_id))
@@ -498,9 +499,7 @@ class DeliveryManager:
 
     async def stop(self) -> None:
         for task in self._tasks:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await cancel_and_wait(task)
         for delivery in list(self.deliveries.values()):
             await delivery.stop()
         self.deliveries.clear()

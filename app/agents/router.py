@@ -24,6 +24,7 @@ from app.domain.records import UserRecord, parse_record
 from app.domain.routing import UserState, route
 from app.settings import Settings
 from app.transport.batch_producer import BatchWriter
+from app.transport.kafka import durable_producer
 from app.transport.registry import ConfigRegistry
 
 log = logging.getLogger(__name__)
@@ -89,14 +90,11 @@ class Router:
         self._writing = asyncio.Lock()
 
     async def start(self) -> None:
-        self._producer = AIOKafkaProducer(
-            bootstrap_servers=self.settings.bootstrap_servers,
-            acks="all",
-            enable_idempotence=True,
+        self._producer = durable_producer(
+            self.settings,
             linger_ms=2,
             max_batch_size=1024 * 1024,
             max_request_size=8 * 1024 * 1024,
-            request_timeout_ms=40000,
         )
         await self._producer.start()
         self.ready.set()

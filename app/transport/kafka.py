@@ -6,6 +6,7 @@ with the address, so commands can say what is wrong without a traceback.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -75,15 +76,36 @@ async def ensure_topics(settings: Settings, specs: Iterable[TopicSpec]) -> list[
         return created
 
 
-@asynccontextmanager
-async def producer(settings: Settings, **options: Any) -> AsyncIterator[AIOKafkaProducer]:
-    prod = AIOKafkaProducer(
+def durable_producer(settings: Settings, **options: Any) -> AIOKafkaProducer:
+    """A producer whose acked records are on every in-sync replica, never duplicated by its
+    own retries, and kept in order per partition (acks=all, idempotence)."""
+    return AIOKafkaProducer(
         bootstrap_servers=settings.bootstrap_servers,
         acks="all",
         enable_idempotence=True,
-        request_timeout_ms=15000,
-        **options,
+        **{"linger_ms": 5, "request_timeout_ms": 40000, **options},
     )
+
+
+def group_timeouts(settings: Settings) -> dict[str, int]:
+    """Consumer-group liveness settings: a dead worker's partitions move after the session."""
+    session_s = settings.kafka_session_timeout_s
+    return {
+        "session_timeout_ms": int(session_s * 1000),
+        "heartbeat_interval_ms": int(max(1.0, session_s / 4) * 1000),
+    }
+
+
+async def cancel_and_wait(task: asyncio.Task[Any] | None) -> None:
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+@asynccontextmanager
+async def producer(settings: Settings, **options: Any) -> AsyncIterator[AIOKafkaProducer]:
+    prod = durable_producer(settings, request_timeout_ms=15000, **options)
     try:
         await prod.start()
     except (KafkaConnectionError, KafkaError, OSError) as exc:

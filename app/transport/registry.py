@@ -8,7 +8,6 @@ worker within one poll. Invalid records are logged and skipped, never fatal.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -18,6 +17,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from app.domain.jobs import StoredJob
 from app.settings import Settings
+from app.transport.kafka import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -51,10 +51,7 @@ class ConfigRegistry:
         self._task = asyncio.create_task(self._run(), name="config-registry")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait(self._task)
         if self._consumer is not None:
             await self._consumer.stop()
 
