@@ -9,23 +9,19 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import orjson
-
 from app.devtools.receiver import WebhookReceiver
 from app.settings import Settings
 from tests.support.broker import KAFKA_SH
 from tests.support.jobs import apply_jobs, triggers_job
 from tests.support.kafka_io import produce
 from tests.support.processes import WorkerProcess
+from tests.support.records import toggle
 
 EVENTS = 1500
 
 
 def event(n: int) -> tuple[bytes, bytes]:
-    user = f"r{n % 100}"
-    kind = "enter" if (n // 100) % 2 == 0 else "exit"
-    doc = {"id": user, "data": {"n": n}, "segment_events": [{"slug": "newsletter", "event": kind}]}
-    return user.encode(), orjson.dumps(doc)
+    return toggle(f"r{n % 100}", n // 100, n=n)
 
 
 async def restart_broker() -> None:

@@ -9,13 +9,12 @@ import random
 from collections import defaultdict
 from pathlib import Path
 
-import orjson
-
 from app.devtools.receiver import Behaviour, Received, WebhookReceiver
 from app.settings import Settings
 from tests.support.jobs import apply_jobs, triggers_job, wait_for_requests
 from tests.support.kafka_io import produce
 from tests.support.processes import WorkerProcess
+from tests.support.records import toggle
 
 EVENTS = 20_000
 USERS = 500
@@ -34,17 +33,7 @@ def flaky(seed: int) -> Behaviour:
 
 
 def input_records() -> list[tuple[bytes, bytes]]:
-    out = []
-    for n in range(EVENTS):
-        user = f"u{n % USERS}"
-        kind = "enter" if (n // USERS) % 2 == 0 else "exit"
-        doc = {
-            "id": user,
-            "data": {"n": n},
-            "segment_events": [{"id": "s", "slug": "newsletter", "event": kind}],
-        }
-        out.append((user.encode(), orjson.dumps(doc)))
-    return out
+    return [toggle(f"u{n % USERS}", n // USERS, n=n) for n in range(EVENTS)]
 
 
 async def test_kill_9_three_times_loses_nothing(

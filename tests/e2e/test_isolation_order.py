@@ -10,8 +10,6 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import orjson
-
 from app.devtools.receiver import Behaviour, WebhookReceiver
 from app.settings import Settings
 from tests.support.jobs import (
@@ -23,6 +21,7 @@ from tests.support.jobs import (
 )
 from tests.support.kafka_io import produce
 from tests.support.processes import WorkerProcess
+from tests.support.records import toggle
 
 ISOLATION = {
     "WEBHOOKS_HTTP_TOTAL_TIMEOUT_S": "2",
@@ -32,13 +31,7 @@ ISOLATION = {
 
 
 def event(user: str, n: int) -> tuple[bytes, bytes]:
-    kind = "enter" if n % 2 == 0 else "exit"
-    doc = {
-        "id": user,
-        "data": {"n": n, "produced_at": time.time()},
-        "segment_events": [{"id": "s", "slug": "newsletter", "event": kind}],
-    }
-    return user.encode(), orjson.dumps(doc)
+    return toggle(user, n, produced_at=time.time())
 
 
 def p99(values: list[float]) -> float:

@@ -7,8 +7,6 @@ import asyncio
 from collections.abc import Callable
 from pathlib import Path
 
-import orjson
-
 from app.devtools.receiver import Behaviour, WebhookReceiver
 from app.settings import Settings
 from tests.support.jobs import (
@@ -22,6 +20,7 @@ from tests.support.jobs import (
 )
 from tests.support.kafka_io import produce
 from tests.support.processes import WorkerProcess
+from tests.support.records import toggle
 
 FAST = {
     "WEBHOOKS_RETRY_BACKOFF_INITIAL_S": "0.05",
@@ -33,12 +32,7 @@ FAST = {
 
 
 def enter(user: str, n: int = 0) -> tuple[bytes, bytes]:
-    doc = {
-        "id": user,
-        "data": {"n": n},
-        "segment_events": [{"id": "s", "slug": "newsletter", "event": "enter"}],
-    }
-    return user.encode(), orjson.dumps(doc)
+    return toggle(user, 0, n=n)
 
 
 def answer(status: int, body: bytes = b"{}", headers: dict[str, str] | None = None) -> Behaviour:

@@ -7,8 +7,6 @@ import asyncio
 from collections.abc import Callable
 from pathlib import Path
 
-import orjson
-
 from app.devtools.receiver import Behaviour, WebhookReceiver
 from app.settings import Settings
 from tests.support.jobs import (
@@ -20,6 +18,7 @@ from tests.support.jobs import (
 )
 from tests.support.kafka_io import produce
 from tests.support.processes import WorkerProcess
+from tests.support.records import toggle
 
 
 async def test_two_workers_share_a_job_within_worker_count(
@@ -37,17 +36,7 @@ async def test_two_workers_share_a_job_within_worker_count(
     await wait_for_log(second, f"delivery started for job {job['id']}")
     await asyncio.sleep(3)  # let both delivery consumers settle into one group
 
-    records = []
-    for n in range(10):
-        for user in range(20):
-            doc = {
-                "id": f"s{user}",
-                "data": {"n": n},
-                "segment_events": [
-                    {"slug": "newsletter", "event": "enter" if n % 2 == 0 else "exit"}
-                ],
-            }
-            records.append((f"s{user}".encode(), orjson.dumps(doc)))
+    records = [toggle(f"s{user}", n) for n in range(10) for user in range(20)]
     await produce(test_settings, test_settings.input_topic, records)
     await wait_for_requests(receiver, "/shared", len(records), wait_s=90)
     assert receiver.max_in_flight["/shared"] <= 4

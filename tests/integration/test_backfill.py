@@ -10,8 +10,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import orjson
-
 from app.devtools.receiver import WebhookReceiver
 from app.settings import Settings
 from tests.support.jobs import (
@@ -24,17 +22,11 @@ from tests.support.jobs import (
 )
 from tests.support.kafka_io import produce, wait_for_records
 from tests.support.processes import WorkerProcess
+from tests.support.records import input_record
 
 
 def rec(user: str, *events: tuple[str, str], **data: Any) -> tuple[bytes, bytes]:
-    doc = {
-        "id": user,
-        "data": {"email": f"{user}@example.com", **data},
-        "segment_events": [
-            {"id": f"seg-{slug}", "slug": slug, "event": kind} for kind, slug in events
-        ],
-    }
-    return user.encode(), orjson.dumps(doc)
+    return input_record(user, {"email": f"{user}@example.com", **data}, *events)
 
 
 async def wait_backfill_done(

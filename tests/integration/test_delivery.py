@@ -14,17 +14,13 @@ from app.settings import Settings
 from tests.support.jobs import apply_jobs, settle, triggers_job, wait_for_requests
 from tests.support.kafka_io import produce, wait_for_records
 from tests.support.processes import WorkerProcess
+from tests.support.records import EVENT_TIME, input_record
 
-ENTER_TIME = "2023-05-25T23:09:59.872199615Z"
+ENTER_TIME = EVENT_TIME
 
 
 def record(user: str, data: dict[str, Any], *events: tuple[str, str]) -> tuple[bytes, bytes]:
-    segment_events = [
-        {"id": f"seg-{slug}", "slug": slug, "event": kind, kind: ENTER_TIME}
-        for kind, slug in events
-    ]
-    doc = {"id": user, "data": data, "segment_events": segment_events, "timestamp": ENTER_TIME}
-    return user.encode(), orjson.dumps(doc)
+    return input_record(user, data, *events, timestamp=ENTER_TIME)
 
 
 def kinds(requests: list[Any]) -> list[tuple[str, str]]:

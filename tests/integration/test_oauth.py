@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pytest
 import yaml
 
@@ -26,6 +25,7 @@ from tests.support.jobs import (
 )
 from tests.support.kafka_io import produce
 from tests.support.processes import WorkerProcess
+from tests.support.records import input_record
 
 CLIENT_SECRET = "cs-Very-Secret-9f8e7d"
 HEADER_SECRET = "hv-Header-Secret-1a2b3c"
@@ -61,12 +61,7 @@ def oauth(server: TokenServer, auth_id: str, **fields: Any) -> dict[str, Any]:
 
 
 def enter(user: str) -> tuple[bytes, bytes]:
-    doc = {
-        "id": user,
-        "data": {"x": 1},
-        "segment_events": [{"slug": "newsletter", "event": "enter"}],
-    }
-    return user.encode(), orjson.dumps(doc)
+    return input_record(user, {"x": 1}, ("enter", "newsletter"))
 
 
 def bearer_valid(server: TokenServer) -> Any:
