@@ -73,7 +73,32 @@ async def ensure_topics(settings: Settings, specs: Iterable[TopicSpec]) -> list[
             elif code != TOPIC_ALREADY_EXISTS:
                 message = rest[0] if rest else ""
                 raise RuntimeError(f"could not create topic {name}: error {code} {message}")
+        await _wait_until_served(admin, {s.name: s.partitions for s in missing})
         return created
+
+
+async def _wait_until_served(
+    admin: AIOKafkaAdminClient, partitions: dict[str, int], timeout_s: float = 30.0
+) -> None:
+    """Return once the metadata shows every topic with all its partitions led.
+
+    Creation is acknowledged before the metadata is: a consumer group that joins in between
+    ignores the topic as missing and does not consume it until its next metadata refresh
+    (minutes), which a fresh broker made easy to hit.
+    """
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    pending = dict(partitions)
+    while pending and asyncio.get_running_loop().time() < deadline:
+        for topic in await admin.describe_topics(list(pending)):
+            led = [p for p in topic.get("partitions", []) if p.get("leader", -1) >= 0]
+            if topic.get("error_code") == 0 and len(led) >= pending.get(topic["topic"], 0):
+                pending.pop(topic["topic"], None)
+        if pending:
+            await asyncio.sleep(0.2)
+    if pending:
+        raise RuntimeError(
+            f"topics not served by the broker after {timeout_s:.0f} s: {sorted(pending)}"
+        )
 
 
 def durable_producer(settings: Settings, **options: Any) -> AIOKafkaProducer:
