@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 from app.devtools.receiver import WebhookReceiver
 from app.settings import Settings
 from tests.support.broker import KAFKA_SH
-from tests.support.jobs import apply_jobs, triggers_job
+from tests.support.jobs import apply_jobs, triggers_job, wait_for_delivered
 from tests.support.kafka_io import produce
 from tests.support.processes import WorkerProcess
 from tests.support.records import toggle
@@ -48,12 +47,8 @@ async def test_broker_restart_loses_nothing(
     await produce(
         test_settings, test_settings.input_topic, [event(n) for n in range(EVENTS // 2, EVENTS)]
     )
-    deadline = time.monotonic() + 180
-    delivered: set[int] = set()
-    while time.monotonic() < deadline:
-        delivered = {r.json()["data"]["n"] for r in receiver.for_path("/restart") if r.status < 300}
-        if len(delivered) == EVENTS:
-            break
-        await asyncio.sleep(0.5)
+    delivered = await wait_for_delivered(
+        receiver, "/restart", lambda r: r.json()["data"]["n"], EVENTS, wait_s=180
+    )
     missing = sorted(set(range(EVENTS)) - delivered)
     assert not missing, f"{len(missing)} events lost across the broker restart: {missing[:10]}"

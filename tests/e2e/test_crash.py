@@ -11,7 +11,7 @@ from pathlib import Path
 
 from app.devtools.receiver import Behaviour, Received, WebhookReceiver
 from app.settings import Settings
-from tests.support.jobs import apply_jobs, triggers_job, wait_for_requests
+from tests.support.jobs import apply_jobs, triggers_job, wait_for_delivered, wait_for_requests
 from tests.support.kafka_io import produce
 from tests.support.processes import WorkerProcess
 from tests.support.records import toggle
@@ -56,7 +56,7 @@ async def test_kill_9_three_times_loses_nothing(
             worker.kill()
             worker.start()
         await producing
-        await wait_until_all_delivered(receiver, wait_s=300)
+        await wait_for_delivered(receiver, "/crash", delivered_n, EVENTS, wait_s=300)
     finally:
         worker.stop()
 
@@ -64,8 +64,7 @@ async def test_kill_9_three_times_loses_nothing(
     deliveries: dict[int, int] = defaultdict(int)
     for req in receiver.for_path("/crash"):
         n = req.json()["data"]["n"]
-        ok = req_status_ok(req)
-        if not ok:
+        if req.status >= 300:
             continue
         deliveries[n] += 1
         first_id.setdefault(n, req.headers["webhook-id"])
@@ -76,17 +75,6 @@ async def test_kill_9_three_times_loses_nothing(
     print(f"crash test: {EVENTS} events, {duplicates} duplicates ({duplicates / EVENTS:.2%})")
 
 
-def req_status_ok(req: Received) -> bool:
-    """Whether the receiver answered 2xx (it records the status it chose)."""
-    return req.status < 300
-
-
-async def wait_until_all_delivered(receiver: WebhookReceiver, wait_s: float) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + wait_s
-    while loop.time() < deadline:
-        delivered = {r.json()["data"]["n"] for r in receiver.for_path("/crash") if req_status_ok(r)}
-        if len(delivered) >= EVENTS:
-            return
-        await asyncio.sleep(0.5)
-    raise AssertionError(f"only {len(delivered)} of {EVENTS} events delivered")
+def delivered_n(req: Received) -> int:
+    n: int = req.json()["data"]["n"]
+    return n

@@ -16,6 +16,7 @@ from tests.support.jobs import (
     apply_jobs,
     run_cli_async,
     triggers_job,
+    wait_for_delivered,
     wait_for_requests,
     wait_for_state,
 )
@@ -79,11 +80,7 @@ async def test_failing_sleeping_hanging_job_does_not_delay_another(
 
     receiver.behaviours["/a"] = Behaviour(respond=lambda n: (200, 0.0, {}, b"{}"))
     assert (await run_cli_async(env, "jobs", "resume", job_a["id"])).code == 0
-    deadline = time.monotonic() + 60
-    delivered: set[str] = set()
-    while time.monotonic() < deadline and len(delivered) < total:
-        delivered = {r.json()["id"] for r in receiver.for_path("/a") if r.status == 200}
-        await asyncio.sleep(0.5)
+    delivered = await wait_for_delivered(receiver, "/a", lambda r: r.json()["id"], total)
     assert len(delivered) == total, f"job A delivered {len(delivered)} of its {total} events"
 
 
@@ -104,12 +101,8 @@ async def test_one_users_events_arrive_in_order_through_retries(
     await apply_jobs(env, tmp_path, worker, job)
     records = [event(f"o{u}", n) for n in range(40) for u in range(3)]
     await produce(test_settings, test_settings.input_topic, records)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        ok = [r for r in receiver.for_path("/order") if r.status == 200]
-        if len(ok) >= len(records):
-            break
-        await asyncio.sleep(0.3)
+    await wait_for_delivered(receiver, "/order", lambda r: r.body, len(records))
+    ok = [r for r in receiver.for_path("/order") if r.status == 200]
     for user in ("o0", "o1", "o2"):
         seq = [r.json()["data"]["n"] for r in ok if r.json()["id"] == user]
         assert seq == list(range(40)), f"{user}: {seq}"

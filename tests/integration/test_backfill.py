@@ -18,6 +18,7 @@ from tests.support.jobs import (
     run_cli_async,
     settle,
     triggers_job,
+    wait_for_delivered,
     wait_for_requests,
 )
 from tests.support.kafka_io import produce, wait_for_records
@@ -115,10 +116,6 @@ async def test_interrupted_backfill_completes_after_restart(
     worker_factory(**slow)
     report = await wait_backfill_done(test_env, job["id"], wait_s=90)
     assert report["backfill"]["members_sent"] == 400
-    deadline = time.monotonic() + 60
-    ids: set[str] = set()
-    while time.monotonic() < deadline and len(ids) < 400:
-        ids = {r.json()["id"] for r in receiver.for_path("/resumed")}
-        await asyncio.sleep(0.3)
+    ids = await wait_for_delivered(receiver, "/resumed", lambda r: r.json()["id"], 400)
     assert ids == {f"m{i}" for i in range(400)}
     assert uuid.UUID(report["backfill"]["request_id"])

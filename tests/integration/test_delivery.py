@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -225,23 +226,20 @@ async def test_private_destination_refused_unless_allowed(
     test_env: dict[str, str],
     test_settings: Settings,
     receiver: WebhookReceiver,
+    worker_factory: Callable[..., WorkerProcess],
     tmp_path: Path,
 ) -> None:
     env = {**test_env, "WEBHOOKS_ALLOWED_PRIVATE_NETS": ""}
-    proc = WorkerProcess(env=env, log_path=tmp_path / "guarded-worker.log")
-    proc.start()
-    try:
-        job = triggers_job(receiver.url("/private"))
-        named = triggers_job(f"https://localhost:{receiver.port}/named")
-        await apply_jobs(env, tmp_path, proc, job, named)
-        await produce(
-            test_settings,
-            test_settings.input_topic,
-            [record("p1", {"x": 1}, ("enter", "newsletter"))],
-        )
-        dead = await wait_for_records(test_settings, test_settings.deadletter_topic, 2)
-    finally:
-        proc.stop()
+    proc = worker_factory(WEBHOOKS_ALLOWED_PRIVATE_NETS="")
+    job = triggers_job(receiver.url("/private"))
+    named = triggers_job(f"https://localhost:{receiver.port}/named")
+    await apply_jobs(env, tmp_path, proc, job, named)
+    await produce(
+        test_settings,
+        test_settings.input_topic,
+        [record("p1", {"x": 1}, ("enter", "newsletter"))],
+    )
+    dead = await wait_for_records(test_settings, test_settings.deadletter_topic, 2)
     reasons = {doc["job_id"]: doc["reason"] for _, doc in dead}
     assert "127.0.0.1 is a loopback address" in reasons[job["id"]]
     assert "resolves to a refused address" in reasons[named["id"]]
@@ -257,31 +255,28 @@ async def test_redirect_to_a_refused_address_is_refused(
     test_env: dict[str, str],
     test_settings: Settings,
     receiver: WebhookReceiver,
+    worker_factory: Callable[..., WorkerProcess],
     tmp_path: Path,
 ) -> None:
     env = {**test_env, "WEBHOOKS_ALLOWED_PRIVATE_NETS": "127.0.0.1/32"}
-    proc = WorkerProcess(env=env, log_path=tmp_path / "redirect-worker.log")
-    proc.start()
-    try:
-        target = f"https://127.0.0.2:{receiver.port}/elsewhere"
-        receiver.behaviours["/moved"] = Behaviour(
-            respond=lambda n: (307, 0.0, {"Location": target}, b"")
-        )
-        receiver.behaviours["/moved-ok"] = Behaviour(
-            respond=lambda n: (308, 0.0, {"Location": "/landed"}, b"")
-        )
-        job = triggers_job(receiver.url("/moved"))
-        ok = triggers_job(receiver.url("/moved-ok"))
-        await apply_jobs(env, tmp_path, proc, job, ok)
-        await produce(
-            test_settings,
-            test_settings.input_topic,
-            [record("r1", {"x": 1}, ("enter", "newsletter"))],
-        )
-        dead = await wait_for_records(test_settings, test_settings.deadletter_topic, 1)
-        landed = await wait_for_requests(receiver, "/landed", 1)
-    finally:
-        proc.stop()
+    proc = worker_factory(WEBHOOKS_ALLOWED_PRIVATE_NETS="127.0.0.1/32")
+    target = f"https://127.0.0.2:{receiver.port}/elsewhere"
+    receiver.behaviours["/moved"] = Behaviour(
+        respond=lambda n: (307, 0.0, {"Location": target}, b"")
+    )
+    receiver.behaviours["/moved-ok"] = Behaviour(
+        respond=lambda n: (308, 0.0, {"Location": "/landed"}, b"")
+    )
+    job = triggers_job(receiver.url("/moved"))
+    ok = triggers_job(receiver.url("/moved-ok"))
+    await apply_jobs(env, tmp_path, proc, job, ok)
+    await produce(
+        test_settings,
+        test_settings.input_topic,
+        [record("r1", {"x": 1}, ("enter", "newsletter"))],
+    )
+    dead = await wait_for_records(test_settings, test_settings.deadletter_topic, 1)
+    landed = await wait_for_requests(receiver, "/landed", 1)
     assert "127.0.0.2 is a loopback address" in dead[0][1]["reason"]
     assert receiver.for_path("/elsewhere") == []
     assert landed[0].method == "POST" and landed[0].json()["id"] == "r1"

@@ -6,6 +6,7 @@ import asyncio
 import os
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -104,3 +105,22 @@ async def wait_for_state(
             return doc
         await asyncio.sleep(0.3)
     raise AssertionError(f"job {job_id} never reached {state!r}; last report: {doc}")
+
+
+async def wait_for_delivered(
+    receiver: WebhookReceiver,
+    path: str,
+    key: Callable[[Received], Any],
+    count: int,
+    wait_s: float = 60.0,
+) -> set[Any]:
+    """Poll until `count` distinct keys were answered 2xx on `path`; return the keys seen
+    (fewer on timeout: the caller's assertion says what is missing)."""
+    deadline = time.monotonic() + wait_s
+    seen: set[Any] = set()
+    while time.monotonic() < deadline:
+        seen = {key(r) for r in receiver.for_path(path) if r.status < 300}
+        if len(seen) >= count:
+            break
+        await asyncio.sleep(0.3)
+    return seen
