@@ -1,6 +1,8 @@
 """The Faust application: `faust -A app.main worker --without-web` (or `webhooks worker`).
 
-`create_app(settings)` builds it; the module-level `app` is what `faust -A` loads.
+`create_app(settings)` builds it; the module-level `app` is what `faust -A` loads. Faust
+runs the worker and its services; the input topic is read by `InputConsumer` in whole
+batches (see its docstring for why not through a Faust agent's per-message stream).
 """
 
 from __future__ import annotations
@@ -14,10 +16,13 @@ from mode import Service
 
 from app.agents.backfill import BackfillRunner
 from app.agents.delivery import DeliveryManager
-from app.agents.router import TAKE_MAX, TAKE_WITHIN_S, Router
+from app.agents.router import Router
 from app.settings import Settings, get_settings
 from app.topic_catalog import state_changelog_topic
+from app.transport.input_consumer import InputConsumer
+from app.transport.kafka import cancel_and_wait
 from app.transport.registry import ConfigRegistry
+from app.transport.state_store import StateStore
 
 log = logging.getLogger(__name__)
 
@@ -27,34 +32,57 @@ class WebhooksService(Service):  # type: ignore[misc]
 
     def __init__(
         self,
+        settings: Settings,
         registry: ConfigRegistry,
-        router: Router,
         delivery: DeliveryManager,
         backfill: BackfillRunner,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.registry = registry
-        self.router = router
+        self.store = StateStore(settings, state_changelog_topic(settings))
+        self.router = Router(settings, registry, self.store)
+        self.input = InputConsumer(
+            settings, self.router, self.store, on_fatal=self._fatal, on_ready=self._router_ready
+        )
         self.delivery = delivery
         self.backfill = backfill
+        self._confirming: asyncio.Task[None] | None = None
 
     async def on_start(self) -> None:
         await self.registry.start()
+        await self.registry.ready.wait()  # no record is routed before every job is known
         await self.router.start()
+        self._confirming = asyncio.create_task(
+            self.router.confirm(self.input.on_confirmed), name="router-confirm"
+        )
+        await self.input.start()
         await self.delivery.start()
         await self.backfill.start()
         log.info("delivery ready: %d job(s) running", len(self.delivery.deliveries))
 
     async def on_stop(self) -> None:
         await self.backfill.stop()
+        await self.input.stop()
+        await cancel_and_wait(self._confirming)
         await self.delivery.stop()
         await self.router.stop()
         await self.registry.stop()
 
+    def _router_ready(self, partitions: set[int]) -> None:
+        if not self.input.assigned_once.is_set():
+            log.info(
+                "router ready: %d job(s) loaded, input partition(s) %s",
+                len(self.registry.jobs),
+                sorted(partitions),
+            )
+
+    async def _fatal(self, exc: BaseException) -> None:
+        await self.crash(exc)
+
 
 def create_app(settings: Settings) -> Any:
-    """A Faust app wired to `settings`: router agent, state table, config registry."""
+    """A Faust app wired to `settings`: config registry, router, delivery, backfill."""
     app = faust.App(
         settings.app_id,
         broker=[f"kafka://{s}" for s in settings.bootstrap_servers],
@@ -76,39 +104,14 @@ def create_app(settings: Settings) -> Any:
     )
     registry = ConfigRegistry(settings)
     delivery = DeliveryManager(settings, registry)
-
-    input_topic = app.topic(
-        settings.input_topic, key_type=bytes, value_type=bytes, partitions=settings.input_partitions
-    )
-    state_table = app.Table(
-        "user-state",
-        partitions=settings.input_partitions,
-        key_type=bytes,
-        value_type=bytes,
-        help="per-user audience membership and trigger-field fingerprints",
-    )
-    assert state_table.changelog_topic.get_topic_name() == state_changelog_topic(settings)
-    router = Router(settings, registry, state_table)
     backfill = BackfillRunner(settings, registry)
     service = WebhooksService(
-        registry, router, delivery, backfill, loop=app.loop, beacon=app.beacon
+        settings, registry, delivery, backfill, loop=app.loop, beacon=app.beacon
     )
 
     @app.task
     async def start_services() -> None:
         await app.add_runtime_dependency(service)
-
-    @app.agent(input_topic, name="router")
-    async def route_events(stream: Any) -> None:
-        await registry.ready.wait()
-        await router.ready.wait()
-        log.info("router ready: %d job(s) loaded", len(registry.jobs))
-        confirming = asyncio.create_task(router.confirm(stream.ack), name="router-confirm")
-        try:
-            async for events in stream.noack_take(TAKE_MAX, within=TAKE_WITHIN_S):
-                await router.submit(events)
-        finally:
-            confirming.cancel()
 
     return app
 

@@ -36,6 +36,8 @@ def load_catalog(settings: Settings, directory: Path = TOPICS_DIR) -> list[Topic
         name = doc["name"]
         if doc.get("setting"):
             name = getattr(settings, doc["setting"])
+        elif name.endswith("-user-state-changelog"):
+            name = state_changelog_topic(settings)  # named after the app id
         partitions = int(doc["partitions"])
         if name == settings.input_topic or name == state_changelog_topic(settings):
             partitions = settings.input_partitions  # must stay co-partitioned
@@ -52,7 +54,8 @@ def load_catalog(settings: Settings, directory: Path = TOPICS_DIR) -> list[Topic
 
 
 def state_changelog_topic(settings: Settings) -> str:
-    """Faust names a table's changelog `<app id>-<table>-changelog`."""
+    """The router's state changelog: `<app id>-user-state-changelog` (the name Faust gave
+    it when the state was a Faust table, kept so existing deployments keep their state)."""
     return f"{settings.app_id}-user-state-changelog"
 
 

@@ -1,9 +1,9 @@
-"""The router agent: input records -> per-job queues, invalid records -> dead letters.
+"""The router: input records -> per-job queues, invalid records -> dead letters.
 
-Invariant 1 lives here. Events are taken with `noack_take` and acked only after every record
-they caused (queue records, dead letters, state changelog) has been acknowledged by the
-broker, so a committed input offset never covers an event that is not durably queued.
-Errors never escape the loop: an exception in an agent would ack and skip the event.
+Invariant 1 lives here. Batches of input records come from `InputConsumer`; a batch is
+confirmed (`on_confirmed`, which lets its offsets be committed) only after every record it
+caused (queue records, dead letters, state changelog) has been acknowledged by the broker,
+so a committed input offset never covers a record that is not durably queued.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,11 +26,10 @@ from app.settings import Settings
 from app.transport.batch_producer import BatchWriter
 from app.transport.kafka import durable_producer
 from app.transport.registry import ConfigRegistry
+from app.transport.state_store import StateStore
 
 log = logging.getLogger(__name__)
 
-TAKE_MAX = 1000
-TAKE_WITHIN_S = 0.01
 PIPELINE_DEPTH = 4
 
 OutRecord = tuple[str, bytes | None, bytes, int | None]  # topic, key, value, partition
@@ -62,9 +61,9 @@ def queue_value(
 
 @dataclass(slots=True)
 class RoutedBatch:
-    """Input events and every record they caused, with the broker acks still to come."""
+    """Input records and every record they caused, with the broker acks still to come."""
 
-    events: list[Any]
+    events: Sequence[Any]
     records: list[OutRecord]
     acks: list[asyncio.Future[Any]]
 
@@ -78,11 +77,10 @@ class Router:
     so a user's events stay in order behind the duplicates, and only then acked.
     """
 
-    def __init__(self, settings: Settings, registry: ConfigRegistry, state_table: Any) -> None:
+    def __init__(self, settings: Settings, registry: ConfigRegistry, store: StateStore) -> None:
         self.registry = registry
-        self.table = state_table
+        self.store = store
         self.settings = settings
-        self.ready = asyncio.Event()
         self._producer: AIOKafkaProducer | None = None
         self._partitions: dict[str, int] = {}
         self._in_flight: asyncio.Queue[RoutedBatch] = asyncio.Queue()
@@ -97,22 +95,33 @@ class Router:
             max_request_size=8 * 1024 * 1024,
         )
         await self._producer.start()
-        self.ready.set()
 
     async def stop(self) -> None:
         if self._producer is not None:
             await self._producer.stop()
 
-    async def submit(self, events: list[Any]) -> None:
-        """Route `events` and hand their records to the producer; acks follow in `confirm`."""
+    async def submit(self, events: Sequence[Any]) -> None:
+        """Route input records (aiokafka `ConsumerRecord`s) and hand what they cause to the
+        producer; confirmation follows in `confirm`."""
         await self._slots.acquire()
-        async with self._writing:
-            records = self._route(events)
-            acks = await self._write(records)
-            self._in_flight.put_nowait(RoutedBatch(events, records, acks))
+        try:
+            async with self._writing:
+                records = self._route(events)
+                acks = await self._write(records)
+        except BaseException:
+            self._slots.release()
+            raise
+        self._in_flight.put_nowait(RoutedBatch(events, records, acks))
 
-    async def confirm(self, ack: Callable[[Any], Awaitable[Any]]) -> None:
-        """Forever: wait for each batch's broker acks, in order, then ack its input events."""
+    async def drain(self) -> None:
+        """Return once every submitted batch is confirmed."""
+        for _ in range(PIPELINE_DEPTH):
+            await self._slots.acquire()
+        for _ in range(PIPELINE_DEPTH):
+            self._slots.release()
+
+    async def confirm(self, on_confirmed: Callable[[Sequence[Any]], None]) -> None:
+        """Forever: wait for each batch's broker acks, in order, then confirm its records."""
         while True:
             batch = await self._in_flight.get()
             done = [batch]
@@ -122,8 +131,7 @@ class Router:
                 log.exception("writing routed records failed; writing them again")
                 done = await self._rewrite_from(batch)
             for routed in done:
-                for event in routed.events:
-                    await ack(event)
+                on_confirmed(routed.events)
                 self._slots.release()
 
     async def _rewrite_from(self, failed: RoutedBatch) -> list[RoutedBatch]:
@@ -152,22 +160,24 @@ class Router:
             await out.add(topic, key, value, partition)
         return await out.flush()
 
-    def _route(self, events: list[Any]) -> list[OutRecord]:
-        """The records `events` cause; updates the per-user state table as it goes."""
+    def _route(self, events: Sequence[Any]) -> list[OutRecord]:
+        """The records `events` cause; updates the per-user state as it goes."""
         out: list[OutRecord] = []
         jobs = [j.config for j in self.registry.jobs.values()]
         dl_topic = self.settings.deadletter_topic
-        changelog = self.table.changelog_topic.get_topic_name()
-        data = self.table.data
-        for event in events:
-            message = event.message
+        changelog = self.store.changelog_topic
+        maps: dict[int, dict[bytes, bytes]] = {}
+        for message in events:
+            data = maps.get(message.partition)
+            if data is None:
+                data = maps[message.partition] = self.store.partition(message.partition)
             try:
-                record = parse_record(event.value)
+                record = parse_record(message.value)
             except InvalidRecord as exc:
                 value = deadletter_value(
                     job_id=None,
                     reason=f"invalid input record: {exc.reason}",
-                    event=raw_event(event.value),
+                    event=raw_event(message.value),
                     source=(message.topic, message.partition, message.offset),
                 )
                 out.append((dl_topic, message.key, value, None))
@@ -187,8 +197,8 @@ class Router:
                 out.append((job.config.queue_topic, key, value, None))
             raw_state = new_state.to_bytes()
             if raw_state != stored:
-                # The record Faust's own changelog write would make (same topic, key and
-                # partition), but acknowledged before the input offset is acked.
+                # Co-partitioned with the input; acknowledged before the input offset is
+                # committed.
                 data[key] = raw_state
                 out.append((changelog, key, raw_state, message.partition))
         return out

@@ -42,8 +42,13 @@ class WorkerProcess:
     log_path: Path
     proc: subprocess.Popen[bytes] | None = None
     started_at: float = field(default=0.0)
+    log_offset: int = field(default=0)
 
-    def start(self, ready_line: str = "router ready", timeout: float = 90.0) -> None:
+    def start(
+        self, ready_line: str = "router ready", timeout: float = 90.0, wait: bool = True
+    ) -> None:
+        """Launch the worker; unless `wait` is false, return once it logged `ready_line`."""
+        self.log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
             [WEBHOOKS, "worker", "-l", "info"],
@@ -54,14 +59,25 @@ class WorkerProcess:
             start_new_session=True,
         )
         self.started_at = time.monotonic()
+        if wait:
+            self.wait_ready(ready_line, timeout)
+
+    def wait_ready(self, ready_line: str = "router ready", timeout: float = 90.0) -> None:
+        assert self.proc is not None
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if ready_line in self.log_path.read_text(errors="replace"):
+            if ready_line in self.since_start():
                 return
             if self.proc.poll() is not None:
                 raise RuntimeError(f"worker exited with {self.proc.returncode}:\n{self.tail()}")
             time.sleep(0.2)
         raise TimeoutError(f"worker not ready in {timeout} s:\n{self.tail()}")
+
+    def since_start(self) -> str:
+        """What this run of the worker has logged (the log file spans restarts)."""
+        with self.log_path.open("rb") as f:
+            f.seek(self.log_offset)
+            return f.read().decode(errors="replace")
 
     def kill(self) -> None:
         """kill -9, as a crash would."""
