@@ -21,8 +21,6 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from app.agents.deadletter import utc_now_rfc3339
-from app.agents.router import queue_value
 from app.domain.backfill import (
     BackfillProgress,
     Member,
@@ -30,8 +28,10 @@ from app.domain.backfill import (
     current_members,
     latest_states,
 )
+from app.domain.deadletters import utc_now_rfc3339
 from app.domain.errors import InvalidRecord
 from app.domain.jobs import JobConfig
+from app.domain.record_routing import queue_value
 from app.domain.records import UserRecord, parse_record
 from app.settings import Settings
 from app.topic_catalog import state_changelog_topic

@@ -23,7 +23,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 
 from app.agents.auth_resolver import AuthResolver, AuthUnavailable
-from app.agents.deadletter import deadletter_value
+from app.domain.deadletters import deadletter_value
 from app.domain.destinations import DestinationRefused
 from app.domain.enrichment import (
     UnusableAnswer,

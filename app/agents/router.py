@@ -9,19 +9,16 @@ so a committed input offset never covers a record that is not durably queued.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import MessageSizeTooLargeError, RecordTooLargeError
 
-from app.agents.deadletter import deadletter_value, raw_event
-from app.domain.errors import InvalidRecord
-from app.domain.records import UserRecord, parse_record
-from app.domain.routing import UserState, route
+from app.domain.deadletters import deadletter_value
+from app.domain.record_routing import OutRecord, Source, plan_record, truncated_copy
 from app.settings import Settings
 from app.transport.batch_producer import BatchWriter
 from app.transport.kafka import durable_producer
@@ -31,32 +28,8 @@ from app.transport.state_store import StateStore
 log = logging.getLogger(__name__)
 
 PIPELINE_DEPTH = 4
-
-OutRecord = tuple[str, bytes | None, bytes, int | None]  # topic, key, value, partition
-
-
-def event_id(topic: str, partition: int, offset: int, job_id: str) -> str:
-    """Stable across redeliveries of the same input offset, so duplicates are recognisable."""
-    raw = f"{topic}/{partition}/{offset}/{job_id}".encode()
-    return hashlib.blake2b(raw, digest_size=16).hexdigest()
-
-
-def queue_value(
-    record: UserRecord, job_id: str, ev_id: str, events: tuple[dict[str, Any], ...]
-) -> bytes:
-    return orjson.dumps(
-        {
-            "event_id": ev_id,
-            "job_id": job_id,
-            "time": record.timestamp,
-            "user": {
-                "id": record.id,
-                "data": record.data,
-                "by_fields": record.by_fields,
-                "segment_events": events,
-            },
-        }
-    )
+# Refusals that writing the same record again can never fix.
+TOO_LARGE = (MessageSizeTooLargeError, RecordTooLargeError)
 
 
 @dataclass(slots=True)
@@ -86,6 +59,7 @@ class Router:
         self._in_flight: asyncio.Queue[RoutedBatch] = asyncio.Queue()
         self._slots = asyncio.Semaphore(PIPELINE_DEPTH)
         self._writing = asyncio.Lock()
+        self.dead_lettered = 0
 
     async def start(self) -> None:
         self._producer = durable_producer(
@@ -146,12 +120,35 @@ class Router:
                 try:
                     await asyncio.gather(*await self._write(records))
                     return batches
+                except TOO_LARGE as exc:
+                    log.error("the broker refused a record as too large (%r); isolating it", exc)
+                    records = await self._write_one_by_one(records)
                 except Exception as exc:
                     log.error(
-                        "rewrite of %d record(s) failed (%s); retrying in 1 s", len(records), exc
+                        "rewrite of %d record(s) failed (%r); retrying in 1 s", len(records), exc
                     )
                     self._partitions.clear()
                     await asyncio.sleep(1.0)
+
+    async def _write_one_by_one(self, records: list[OutRecord]) -> list[OutRecord]:
+        """Write `records` in order, one at a time; one the broker refuses as too large (its
+        topic allows less than the service's limits) is replaced by a dead letter holding a
+        truncated copy. Returns the records still to write (none unless another error)."""
+        assert self._producer is not None
+        for i, (topic, key, value, partition) in enumerate(records):
+            try:
+                await self._producer.send_and_wait(topic, value, key=key, partition=partition)
+            except TOO_LARGE as exc:
+                log.error("record for %s refused as too large (%r); dead-lettered", topic, exc)
+                letter = deadletter_value(
+                    job_id=None,
+                    reason=f"record for topic {topic} refused by the broker: {exc!r}",
+                    event=truncated_copy(value),
+                )
+                await self._producer.send_and_wait(self.settings.deadletter_topic, letter, key=key)
+            except Exception:
+                return records[i:]
+        return []
 
     async def _write(self, records: list[OutRecord]) -> list[asyncio.Future[Any]]:
         assert self._producer is not None
@@ -161,7 +158,10 @@ class Router:
         return await out.flush()
 
     def _route(self, events: Sequence[Any]) -> list[OutRecord]:
-        """The records `events` cause; updates the per-user state as it goes."""
+        """The records `events` cause; updates the per-user state as it goes.
+
+        Each record is planned on its own (`plan_record` never raises), so a hostile record
+        becomes a dead letter and the rest of its batch is routed."""
         out: list[OutRecord] = []
         jobs = [j.config for j in self.registry.jobs.values()]
         dl_topic = self.settings.deadletter_topic
@@ -171,34 +171,19 @@ class Router:
             data = maps.get(message.partition)
             if data is None:
                 data = maps[message.partition] = self.store.partition(message.partition)
-            try:
-                record = parse_record(message.value)
-            except InvalidRecord as exc:
-                value = deadletter_value(
-                    job_id=None,
-                    reason=f"invalid input record: {exc.reason}",
-                    event=raw_event(message.value),
-                    source=(message.topic, message.partition, message.offset),
-                )
-                out.append((dl_topic, message.key, value, None))
-                continue
-            key = record.id.encode()
-            stored = data.get(key)
-            state = UserState.from_bytes(stored)
-            routed, new_state = route(record, state, jobs)
-            if new_state.audiences:
-                new_state.last = (message.partition, message.offset)
-            for job_event in routed:
-                job = self.registry.jobs.get(job_event.job_id)
-                if job is None:
-                    continue
-                ev_id = event_id(message.topic, message.partition, message.offset, job.config.id)
-                value = queue_value(record, job.config.id, ev_id, job_event.segment_events)
-                out.append((job.config.queue_topic, key, value, None))
-            raw_state = new_state.to_bytes()
-            if raw_state != stored:
-                # Co-partitioned with the input; acknowledged before the input offset is
-                # committed.
-                data[key] = raw_state
-                out.append((changelog, key, raw_state, message.partition))
+            source = Source(message.topic, message.partition, message.offset)
+            plan = plan_record(
+                message.value,
+                message.key,
+                source,
+                data.get,
+                jobs,
+                dl_topic,
+                changelog,
+            )
+            if plan.dead_lettered:
+                self.dead_lettered += 1
+            elif plan.state_key is not None and plan.new_state is not None:
+                data[plan.state_key] = plan.new_state
+            out.extend(plan.records)
         return out

@@ -12,8 +12,8 @@ from typing import Any
 import orjson
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from app.agents.deadletter import utc_now_rfc3339
 from app.cli.files import load_documents
+from app.domain.deadletters import utc_now_rfc3339
 from app.domain.errors import ConfigError, FieldProblem
 from app.domain.jobs import JobConfig, StoredJob, parse_job_config
 from app.domain.status_summary import summarize_status

@@ -9,7 +9,6 @@ import orjson
 import pytest
 from cloudevents.core.formats.json import JSONFormat
 
-from app.agents.router import queue_value
 from app.domain.jobs import JobConfig, parse_job_config
 from app.domain.payloads import (
     QueuedEvent,
@@ -18,6 +17,7 @@ from app.domain.payloads import (
     lytics_body,
     webhook_id,
 )
+from app.domain.record_routing import queue_value
 from app.domain.records import UserRecord
 
 QUEUED_AT_MS = 1_685_056_204_651  # 2023-05-25T23:10:04.651Z

@@ -1,0 +1,183 @@
+"""What one input record causes: queue records, a dead letter, the user's new state. Pure.
+
+`plan_record` never raises: a record it cannot parse, serialise or route, or whose output
+would pass a documented limit, becomes one bounded dead letter with the reason, and the
+user's previous state is kept. So one hostile record can never stop the router, and every
+record the router writes fits under the broker's default message size.
+
+Limits (README, "Security and limits"):
+- input record value: at most `MAX_RECORD_BYTES`;
+- user id: at most `MAX_ID_CHARS` characters;
+- audiences a user is in at once: at most `MAX_AUDIENCES_PER_USER`;
+- a user's stored state: at most `MAX_STATE_BYTES`;
+- every record written (queue record, dead letter): at most `MAX_OUTPUT_BYTES`.
+A dead letter of an oversize or unserialisable record carries a truncated copy: its first
+`EXCERPT_BYTES`, its size and its sha256.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from app.domain.deadletters import deadletter_value, raw_event
+from app.domain.errors import InvalidRecord
+from app.domain.jobs import JobConfig
+from app.domain.records import UserRecord, parse_record
+from app.domain.routing import UserState, route
+
+MAX_RECORD_BYTES = 1_000_000
+MAX_ID_CHARS = 1024
+MAX_AUDIENCES_PER_USER = 10_000
+MAX_STATE_BYTES = 512 * 1024
+MAX_OUTPUT_BYTES = 1_000_000  # under Kafka's default max.message.bytes (1 048 588)
+EXCERPT_BYTES = 4096
+
+OutRecord = tuple[str, bytes | None, bytes, int | None]  # topic, key, value, partition
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """Where an input record came from."""
+
+    topic: str
+    partition: int
+    offset: int
+
+
+@dataclass(slots=True)
+class RecordPlan:
+    """The records to write for one input record, and the user's state to keep."""
+
+    records: list[OutRecord] = field(default_factory=list)
+    state_key: bytes | None = None
+    new_state: bytes | None = None  # None: keep what is stored
+    dead_lettered: bool = False
+
+
+def event_id(topic: str, partition: int, offset: int, job_id: str) -> str:
+    """Stable across redeliveries of the same input offset, so duplicates are recognisable."""
+    raw = f"{topic}/{partition}/{offset}/{job_id}".encode()
+    return hashlib.blake2b(raw, digest_size=16).hexdigest()
+
+
+def queue_value(
+    record: UserRecord, job_id: str, ev_id: str, events: tuple[dict[str, Any], ...]
+) -> bytes:
+    """A job's queue record (`topics/webhook-queue-JOB_ID.json`)."""
+    return orjson.dumps(
+        {
+            "event_id": ev_id,
+            "job_id": job_id,
+            "time": record.timestamp,
+            "user": {
+                "id": record.id,
+                "data": record.data,
+                "by_fields": record.by_fields,
+                "segment_events": events,
+            },
+        }
+    )
+
+
+def truncated_copy(raw: bytes | None) -> dict[str, Any] | None:
+    """What a dead letter keeps of a record too large or too odd to keep whole."""
+    if raw is None:
+        return None
+    return {
+        "truncated": True,
+        "size": len(raw),
+        "sha256": hashlib.sha256(raw).hexdigest(),
+        "head": raw[:EXCERPT_BYTES].decode("utf-8", errors="replace"),
+    }
+
+
+def input_deadletter(
+    raw: bytes | None, source: Source, reason: str, job_id: str | None = None
+) -> bytes:
+    """A dead letter for an input record, under `MAX_OUTPUT_BYTES` whatever the record."""
+    where = (source.topic, source.partition, source.offset)
+    reason = reason[:2000]
+    if raw is not None and len(raw) <= MAX_OUTPUT_BYTES // 2:
+        value = deadletter_value(job_id=job_id, reason=reason, event=raw_event(raw), source=where)
+        if len(value) <= MAX_OUTPUT_BYTES:
+            return value
+    return deadletter_value(job_id=job_id, reason=reason, event=truncated_copy(raw), source=where)
+
+
+def plan_record(
+    raw: bytes | None,
+    key: bytes | None,
+    source: Source,
+    stored: Callable[[bytes], bytes | None],
+    jobs: Sequence[JobConfig],
+    deadletter_topic: str,
+    changelog_topic: str,
+) -> RecordPlan:
+    """Everything one input record causes; never raises (see the module docstring).
+
+    `stored(user key)` is the user's state as stored (None for a user not seen yet)."""
+    try:
+        return _plan(raw, source, stored, jobs, changelog_topic)
+    except InvalidRecord as exc:
+        reason = f"invalid input record: {exc.reason}"
+    except RecursionError:
+        reason = "invalid input record: nested too deeply"
+    except Exception as exc:  # anything else a hostile record can make the code raise
+        reason = f"input record could not be routed: {type(exc).__name__}: {exc}"
+    value = input_deadletter(raw, source, reason)
+    return RecordPlan(records=[(deadletter_topic, key, value, None)], dead_lettered=True)
+
+
+def _plan(
+    raw: bytes | None,
+    source: Source,
+    lookup: Callable[[bytes], bytes | None],
+    jobs: Sequence[JobConfig],
+    changelog_topic: str,
+) -> RecordPlan:
+    if raw is not None and len(raw) > MAX_RECORD_BYTES:
+        raise InvalidRecord(f"value: {len(raw)} bytes, more than the {MAX_RECORD_BYTES} allowed")
+    record = parse_record(raw)
+    if len(record.id) > MAX_ID_CHARS:
+        raise InvalidRecord(f"id: {len(record.id)} characters, more than {MAX_ID_CHARS}")
+    state_key = record.id.encode()
+    stored = lookup(state_key)
+    state = UserState.from_bytes(stored)
+    routed, new_state = route(record, state, jobs)
+    if len(new_state.audiences) > MAX_AUDIENCES_PER_USER:
+        raise InvalidRecord(
+            f"segment_events: the user would be in {len(new_state.audiences)} audiences, "
+            f"more than {MAX_AUDIENCES_PER_USER}; previous state kept"
+        )
+    if new_state.audiences:
+        new_state.last = (source.partition, source.offset)
+    by_id = {job.id: job for job in jobs}
+    plan = RecordPlan(state_key=state_key)
+    for job_event in routed:
+        job = by_id.get(job_event.job_id)
+        if job is None:
+            continue
+        ev_id = event_id(source.topic, source.partition, source.offset, job.id)
+        value = queue_value(record, job.id, ev_id, job_event.segment_events)
+        if len(value) > MAX_OUTPUT_BYTES:
+            raise InvalidRecord(
+                f"the queue record for job {job.id} would be {len(value)} bytes, "
+                f"more than {MAX_OUTPUT_BYTES}"
+            )
+        plan.records.append((job.queue_topic, state_key, value, None))
+    raw_state = new_state.to_bytes()
+    if len(raw_state) > MAX_STATE_BYTES:
+        raise InvalidRecord(
+            f"the user's state would be {len(raw_state)} bytes, more than {MAX_STATE_BYTES}; "
+            "previous state kept"
+        )
+    if raw_state != stored:
+        # Co-partitioned with the input; acknowledged before the input offset is committed.
+        plan.records.append((changelog_topic, state_key, raw_state, source.partition))
+        plan.new_state = raw_state
+    return plan
