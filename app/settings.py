@@ -51,7 +51,10 @@ class Settings(BaseSettings):
     topic_replication: int = Field(default=1, ge=1, le=16)
     """Replication factor of the topics the service creates (3 on a production cluster)."""
     secret_key: SecretStr | None = None
-    """Key that encrypts stored secrets (base64 Fernet/AES key)."""
+    """Key that encrypts stored secrets: `awk1:` + 32 random bytes in URL-safe base64
+    (`webhooks secret-key generate`); a legacy passphrase of 16+ characters still works."""
+    secret_key_previous: SecretStr | None = None
+    """Earlier keys, comma separated, used only to read secrets (key rotation)."""
     ca_bundle: Path | None = None
     """Extra CA certificates (PEM) to trust for webhook TLS."""
     allowed_private_nets: str = ""
@@ -80,6 +83,10 @@ class Settings(BaseSettings):
     """Webhook TCP+TLS connect timeout."""
     http_total_timeout_s: float = Field(default=30.0, gt=0)
     """Webhook request total timeout."""
+    template_timeout_s: float = Field(default=0.5, gt=0, le=60)
+    """Longest a Jsonnet template may run for one event; past it the event is dead-lettered."""
+    template_processes: int = Field(default=2, ge=1, le=64)
+    """Child processes that evaluate Jsonnet templates (a job uses one at a time)."""
 
     @field_validator("allowed_private_nets")
     @classmethod

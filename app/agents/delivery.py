@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 import time
+import traceback
 import zlib
 from dataclasses import dataclass
 from typing import Any
@@ -27,10 +28,9 @@ from app.domain.deadletters import deadletter_value
 from app.domain.destinations import DestinationRefused
 from app.domain.enrichment import (
     UnusableAnswer,
+    answer_records,
     enrichment_body,
     enrichment_item,
-    enrichment_record,
-    pair_answer,
 )
 from app.domain.job_state import JobRetrySchedule, JobStateMachine, JobStatus
 from app.domain.jobs import JobConfig, StoredJob
@@ -41,7 +41,7 @@ from app.domain.redaction import redact
 from app.domain.retry import Outcome, RetryPolicy, classify
 from app.domain.retry_after import retry_after_until
 from app.domain.secrets import SecretBox
-from app.domain.templates import TemplateError, render_url
+from app.domain.templates import TemplateError, url_from_template
 from app.domain.urls import merge_params
 from app.settings import Settings
 from app.topic_catalog import enrichment_topic_spec
@@ -56,6 +56,7 @@ from app.transport.kafka import (
 )
 from app.transport.oauth import TokenError
 from app.transport.registry import ConfigRegistry
+from app.transport.template_runner import TemplateRunner
 
 log = logging.getLogger(__name__)
 
@@ -99,8 +100,10 @@ class JobDelivery:
         client: WebhookClient,
         producer: AIOKafkaProducer,
         status: JobStatus,
+        templates: TemplateRunner,
     ) -> None:
         self.job = job
+        self.templates = templates
         self.settings = settings
         self.auths = auths
         self.client = client
@@ -236,17 +239,24 @@ class JobDelivery:
             self.tracker.finished(tp, msg.offset)
             return
         try:
-            url = self._url_for(event)
+            url = await self._url_for(event)
         except TemplateError as exc:
             await self._dead_letter([event], f"url_template failed: {exc}")
+            self.tracker.finished(tp, msg.offset)
+            return
+        except Exception as exc:  # whatever a template or a URL can make the code raise
+            await self._dead_letter([event], f"url_template failed: {exception_text(exc)}")
             self.tracker.finished(tp, msg.offset)
             return
         lane = zlib.crc32(event.user_id.encode()) % len(self.lanes)
         self.lanes[lane].put_nowait(Item(tp, msg.offset, event, url))
 
-    def _url_for(self, event: QueuedEvent) -> str:
+    async def _url_for(self, event: QueuedEvent) -> str:
         if self.job.url_template:
-            return render_url(self.job.url_template, event.template_user(), self._job_json)
+            value = await self.templates.render(
+                self.job.url_template, event.template_user(), self._job_json, self.job.id
+            )
+            return url_from_template(value)
         assert self.job.webhook_url is not None
         return self.job.webhook_url
 
@@ -286,10 +296,35 @@ class JobDelivery:
                     batch.append(item)
             batch = [i for i in batch if self.tracker.owns(i.tp)]
             if batch:
-                async with self.limiter.slot():
-                    await self._deliver(batch)
+                try:
+                    async with self.limiter.slot():
+                        await self._deliver(batch)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # a bug or an input nobody foresaw: never end the lane
+                    await self._unexpected(batch, exc)
                 for item in batch:
                     self.tracker.finished(item.tp, item.offset)
+
+    async def _unexpected(self, batch: list[Item], exc: Exception) -> None:
+        """Log an error `_deliver` did not expect with the job and event ids, and dead-letter
+        the events with the reason, so the lane goes on and nothing is silently dropped."""
+        ids = [item.event.event_id for item in batch]
+        try:
+            resolved = self.auths.resolve(self.job.authorization)
+            secrets = resolved.auth.secret_values if resolved is not None else []
+        except Exception:
+            secrets = []
+        reason = redact(exception_text(exc), secrets)[:1000]
+        trace = redact("".join(traceback.format_exception(exc)), secrets)
+        log.error(
+            "job %s: unexpected error delivering event(s) %s: %s; dead-lettered\n%s",
+            self.job.id,
+            ids[:10],
+            reason,
+            trace,
+        )
+        await self._dead_letter([i.event for i in batch], f"delivery failed unexpectedly: {reason}")
 
     async def _wait_until_runnable(self) -> None:
         """Hold this lane while the job sleeps, errors (until its next run) or has failed."""
@@ -313,7 +348,13 @@ class JobDelivery:
         parts: list[Any] = []
         for event in events:
             try:
-                parts.append(enrichment_item(self.job, event, self._job_json))
+                if self.job.body_template:
+                    part = await self.templates.render(
+                        self.job.body_template, event.template_user(), self._job_json, self.job.id
+                    )
+                else:
+                    part = enrichment_item(self.job, event, self._job_json)
+                parts.append(part)
                 kept.append(event)
             except TemplateError as exc:
                 await self._dead_letter([event], f"body_template failed: {exc}")
@@ -412,7 +453,7 @@ class JobDelivery:
     async def _publish_answer(self, events: list[QueuedEvent], body: bytes) -> None:
         """Publish each user's answer to the job's stream; an unusable answer is a dead letter."""
         try:
-            pairs = pair_answer(self.job, events, body)
+            records = answer_records(self.job, events, body)
         except UnusableAnswer as exc:
             await self._dead_letter(events, f"enrichment answer unusable: {exc}")
             return
@@ -420,7 +461,7 @@ class JobDelivery:
             try:
                 acks = [
                     await self.producer.send(self.job.stream, value, key=key)
-                    for key, value in (enrichment_record(ev, answer) for ev, answer in pairs)
+                    for key, value in records
                 ]
                 await asyncio.gather(*acks)
                 return
@@ -472,6 +513,7 @@ class DeliveryManager:
         self.settings = settings
         self.registry = registry
         self.client = WebhookClient(settings)
+        self.templates = TemplateRunner(settings.template_processes, settings.template_timeout_s)
         self.producer: AIOKafkaProducer | None = None
         self.deliveries: dict[str, JobDelivery] = {}
         self.statuses: dict[str, JobStatus] = {}
@@ -508,6 +550,7 @@ class DeliveryManager:
         if self.producer is not None:
             await self.producer.stop()
         await self.client.close()
+        await self.templates.close()
 
     def _status_key(self, job_id: str) -> str:
         return f"{job_id}/{self.settings.worker_id}"
@@ -607,6 +650,7 @@ class DeliveryManager:
                 self.client,
                 self.producer,
                 status,
+                self.templates,
             )
             if status.state == "stopped" or resumed_at > status.since:
                 delivery.machine.resume(now)

@@ -13,6 +13,7 @@ from app.domain.payloads import QueuedEvent, select_fields
 from app.domain.templates import render
 
 MAX_ANSWER_BYTES = 1024 * 1024
+MAX_STREAM_RECORD_BYTES = 1_000_000  # under Kafka's default max.message.bytes
 
 
 class UnusableAnswer(ValueError):
@@ -59,3 +60,23 @@ def pair_answer(
 def enrichment_record(event: QueuedEvent, answer: Any) -> tuple[bytes, bytes]:
     """(key, value) for the job's stream: the user's by_fields as origin, and the answer."""
     return event.user_id.encode(), orjson.dumps({"origin": event.by_fields, "response": answer})
+
+
+def answer_records(
+    job: JobConfig, events: list[QueuedEvent], body: bytes
+) -> list[tuple[bytes, bytes]]:
+    """The stream records of an answer, each checked to serialise and to fit a Kafka record;
+    raises UnusableAnswer naming what is wrong (e.g. nested past orjson's depth limit)."""
+    out = []
+    for event, answer in pair_answer(job, events, body):
+        try:
+            key, value = enrichment_record(event, answer)
+        except (orjson.JSONEncodeError, TypeError, RecursionError) as exc:
+            raise UnusableAnswer(f"answer cannot be re-encoded ({exc})") from None
+        if len(value) > MAX_STREAM_RECORD_BYTES:
+            raise UnusableAnswer(
+                f"the stream record for user {event.user_id[:100]} would be {len(value)} bytes, "
+                f"more than {MAX_STREAM_RECORD_BYTES}"
+            )
+        out.append((key, value))
+    return out

@@ -38,7 +38,9 @@ class UserState:
         doc: dict[str, Any] = {"audiences": self.audiences, "fingerprints": self.fingerprints}
         if self.last is not None:
             doc["last"] = list(self.last)
-        return orjson.dumps(doc)
+        # orjson returns bytes that keep its 4 KiB output buffer allocated; the state is kept
+        # in memory for every user, so store an exact-size copy (1 M users: 4 GiB -> ~0.3).
+        return memoryview(orjson.dumps(doc)).tobytes()
 
     @classmethod
     def from_bytes(cls, raw: bytes | None) -> UserState | None:

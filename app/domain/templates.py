@@ -65,7 +65,11 @@ def render(source: str, user: dict[str, Any], job: dict[str, Any]) -> Any:
 
 def render_url(source: str, user: dict[str, Any], job: dict[str, Any]) -> str:
     """Evaluate a URL template; it must produce one string."""
-    value = render(source, user, job)
+    return url_from_template(render(source, user, job))
+
+
+def url_from_template(value: Any) -> str:
+    """A URL template's value, which must be one string."""
     if not isinstance(value, str):
         raise TemplateError(f"url_template must produce a string, got {type(value).__name__}")
     return value
