@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from app.domain.authorizations import Authorization, load_stored_authorization
-from app.domain.secrets import SecretBox
+from app.domain.secrets import SecretBox, SecretKeyError, box_from_settings
 from app.transport.http import WebhookClient
 from app.transport.oauth import TokenProvider
 from app.transport.registry import ConfigRegistry
@@ -30,7 +30,7 @@ class ResolvedAuth:
 class AuthResolver:
     def __init__(self, registry: ConfigRegistry, box: SecretBox | None, client: WebhookClient):
         self.registry = registry
-        self.box = box
+        self.box = _with_previous_keys(box, registry)
         self.client = client
         self._cache: dict[str, tuple[Any, ResolvedAuth]] = {}
 
@@ -53,3 +53,18 @@ class AuthResolver:
         resolved = ResolvedAuth(auth, tokens)
         self._cache[auth_id] = (doc, resolved)
         return resolved
+
+
+def _with_previous_keys(box: SecretBox | None, registry: ConfigRegistry) -> SecretBox | None:
+    """`box` plus WEBHOOKS_SECRET_KEY_PREVIOUS, so that authorizations stored under an earlier
+    key stay readable during a rotation (the caller may have built `box` from the current key
+    alone). Any other box is used as given."""
+    if box is None:
+        return None
+    try:
+        configured = box_from_settings(registry.settings)
+    except SecretKeyError:
+        return box
+    if configured is not None and configured.current.key_id == box.current.key_id:
+        return configured
+    return box

@@ -37,7 +37,7 @@ from app.domain.jobs import JobConfig, StoredJob
 from app.domain.limiter import AdjustableLimiter, share_of
 from app.domain.offsets import OffsetTracker, decode_done, encode_done
 from app.domain.payloads import JSON, QueuedEvent, build_request_body, webhook_id
-from app.domain.redaction import redact
+from app.domain.redaction import Redactor
 from app.domain.retry import Outcome, RetryPolicy, classify
 from app.domain.retry_after import retry_after_until
 from app.domain.secrets import SecretBox
@@ -312,11 +312,11 @@ class JobDelivery:
         ids = [item.event.event_id for item in batch]
         try:
             resolved = self.auths.resolve(self.job.authorization)
-            secrets = resolved.auth.secret_values if resolved is not None else []
+            redactor = Redactor.for_auth(resolved.auth if resolved is not None else None)
         except Exception:
-            secrets = []
-        reason = redact(exception_text(exc), secrets)[:1000]
-        trace = redact("".join(traceback.format_exception(exc)), secrets)
+            redactor = Redactor()
+        reason = redactor.text(exception_text(exc))[:1000]
+        trace = redactor.text("".join(traceback.format_exception(exc)))
         log.error(
             "job %s: unexpected error delivering event(s) %s: %s; dead-lettered\n%s",
             self.job.id,
@@ -371,18 +371,20 @@ class JobDelivery:
         while True:
             await self._wait_until_runnable()
             status: int | None = None
-            secrets: list[str] = []
+            redactor = Redactor()
             token: str | None = None
             try:
                 resolved = self.auths.resolve(self.job.authorization)
                 if resolved is not None:
-                    secrets = resolved.auth.secret_values
+                    redactor = Redactor.for_auth(resolved.auth)
                     if resolved.tokens is not None:
                         token = await resolved.tokens.token()
-                        secrets.append(token)
+                        redactor = Redactor.for_auth(resolved.auth, token)
                     extra_headers, params = resolved.auth.request_parts(token)
+                    secret_headers, secret_params = resolved.auth.secret_names
                 else:
                     extra_headers, params = [], []
+                    secret_headers, secret_params = [], []
                 headers = {
                     "Content-Type": content_type,
                     "webhook-id": wid,
@@ -390,9 +392,16 @@ class JobDelivery:
                 }
                 headers.update(extra_headers)
                 url = merge_params(items[0].url, params)
-                response = await self.client.send(self.job.http_method, url, body, headers)
+                response = await self.client.send(
+                    self.job.http_method,
+                    url,
+                    body,
+                    headers,
+                    secret_headers=secret_headers,
+                    secret_params=secret_params,
+                )
             except DestinationRefused as exc:
-                await self._dead_letter(events, f"destination refused: {exc}")
+                await self._dead_letter(events, f"destination refused: {redactor.text(str(exc))}")
                 return
             except TokenError as exc:
                 reason, status = str(exc), exc.status
@@ -402,7 +411,7 @@ class JobDelivery:
                     log.error("job %s: %s", self.job.id, reason)
                     continue
             except (aiohttp.ClientError, OSError, TimeoutError, AuthUnavailable) as exc:
-                reason = redact(exception_text(exc), secrets)
+                reason = redactor.text(exception_text(exc))
             else:
                 status = response.status
                 if (
@@ -417,7 +426,7 @@ class JobDelivery:
                         await resolved.tokens.refresh_after_401(token)
                     continue
                 outcome = classify(status, self.job.never_retry)
-                excerpt = redact(response.excerpt, secrets)
+                excerpt = redactor.text(response.excerpt)
                 if outcome is Outcome.DELIVERED:
                     if not self.job.is_triggers:
                         await self._publish_answer(events, response.body)

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import time
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from app.cli.files import load_documents
 from app.domain.deadletters import utc_now_rfc3339
+from app.domain.destinations import Network
 from app.domain.errors import ConfigError, FieldProblem
 from app.domain.jobs import JobConfig, StoredJob, parse_job_config
 from app.domain.status_summary import summarize_status
@@ -41,13 +43,18 @@ async def load_jobs(settings: Settings) -> dict[str, StoredJob]:
     return out
 
 
-def validate_documents(docs: list[object]) -> list[JobConfig]:
-    """Every document valid or a ConfigError naming every wrong field of every document."""
+def validate_documents(
+    docs: list[object], allowed: Sequence[Network] | None = None
+) -> list[JobConfig]:
+    """Every document valid or a ConfigError naming every wrong field of every document.
+
+    With `allowed` (the settings' allowed networks), destinations are judged too (see
+    `parse_job_config`)."""
     problems: list[FieldProblem] = []
     configs: list[JobConfig] = []
     for i, doc in enumerate(docs):
         try:
-            configs.append(parse_job_config(doc))
+            configs.append(parse_job_config(doc, allowed=allowed))
         except ConfigError as exc:
             prefix = f"[{i}]." if len(docs) > 1 else ""
             problems.extend(FieldProblem(prefix + p.field, p.rule) for p in exc.problems)
@@ -57,7 +64,7 @@ def validate_documents(docs: list[object]) -> list[JobConfig]:
 
 
 async def apply(settings: Settings, file: Path) -> list[str]:
-    configs = validate_documents(load_documents(file))
+    configs = validate_documents(load_documents(file), settings.allowed_networks)
     auth_ids = set(await load_compacted(settings, settings.authorizations_topic))
     missing = [
         FieldProblem(

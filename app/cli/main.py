@@ -1,4 +1,5 @@
-"""`webhooks`: run a worker, create topics, apply and inspect jobs and authorizations.
+"""`webhooks`: run a worker, create topics, apply and inspect jobs and authorizations, make
+and rotate the secret key.
 
 Exit status: 0 done, 2 invalid input (nothing written), 1 anything else (broker unreachable,
 ...). Errors are one readable message on stderr, never a traceback.
@@ -15,10 +16,13 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import click
+import orjson
 
 from app.cli import auth_commands, job_commands
+from app.cli.auth_commands import KeyProblem
 from app.cli.files import ConfigFileError
 from app.domain.errors import ConfigError
+from app.domain.secrets import SecretBox, generate_key
 from app.settings import get_settings
 from app.topic_catalog import load_catalog
 from app.transport.kafka import BrokerUnavailable, ensure_topics
@@ -38,13 +42,29 @@ def run_async(fn: Callable[..., Coroutine[Any, Any, T]]) -> Callable[..., T]:
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> T:
         try:
+            check_secret_key()
             return asyncio.run(fn(*args, **kwargs))
         except (ConfigError, ConfigFileError) as exc:
+            raise UsageProblem(str(exc)) from None
+        except KeyProblem as exc:
             raise UsageProblem(str(exc)) from None
         except BrokerUnavailable as exc:
             raise click.ClickException(str(exc)) from None
 
     return wrapper
+
+
+def check_secret_key(required: bool = False, warn: bool = False) -> SecretBox | None:
+    """Stop with one line (exit 2) if WEBHOOKS_SECRET_KEY or _PREVIOUS is malformed, or
+    missing where `required`; print a warning line for a legacy passphrase if `warn`."""
+    try:
+        box = auth_commands.secret_box(get_settings(), required=required)
+    except KeyProblem as exc:
+        raise UsageProblem(str(exc)) from None
+    if warn:
+        for line in auth_commands.key_warnings(box):
+            click.echo(line, err=True)
+    return box
 
 
 @click.group()
@@ -60,6 +80,12 @@ def cli() -> None:
 def worker(loglevel: str) -> None:
     """Run a worker (router + delivery); scale out by starting more."""
     settings = get_settings()
+    # Before Faust starts: a malformed key is one line on stderr and exit status 2.
+    if check_secret_key(warn=True) is None:
+        click.echo(
+            "warning: WEBHOOKS_SECRET_KEY is not set: authorizations with secrets cannot be used",
+            err=True,
+        )
     try:
         created = asyncio.run(ensure_topics(settings, load_catalog(settings)))
     except BrokerUnavailable as exc:
@@ -152,7 +178,7 @@ async def jobs_resume(job_id: str) -> None:
 
 @cli.group()
 def auth() -> None:
-    """Apply and list authorizations."""
+    """Apply, list and show authorizations; re-encrypt them with a new key."""
 
 
 @auth.command("apply")
@@ -160,6 +186,7 @@ def auth() -> None:
 @run_async
 async def auth_apply(file: Path) -> None:
     """Validate FILE and store it, secrets encrypted; all or nothing."""
+    check_secret_key(warn=True)
     for line in await auth_commands.apply(get_settings(), file):
         click.echo(line)
 
@@ -168,7 +195,53 @@ async def auth_apply(file: Path) -> None:
 @run_async
 async def auth_list() -> None:
     """Authorizations with their secrets redacted."""
-    for line in await auth_commands.list_authorizations(get_settings()):
+    check_secret_key(warn=True)
+    lines, problems = await auth_commands.list_authorizations(get_settings())
+    for line in lines:
+        click.echo(line)
+    for line in problems:
+        click.echo(line, err=True)
+
+
+@auth.command("show")
+@click.argument("auth_id")
+@run_async
+async def auth_show(auth_id: str) -> None:
+    """One authorization, its secrets redacted; exit 1 if the keys cannot read them."""
+    check_secret_key(warn=True)
+    shown = await auth_commands.show(get_settings(), auth_id)
+    click.echo(orjson.dumps(shown.doc, option=orjson.OPT_INDENT_2).decode())
+    if shown.problem:
+        raise click.ClickException(f"authorization {auth_id}: {shown.problem}")
+
+
+@auth.command("rotate-key")
+@run_async
+async def auth_rotate_key() -> None:
+    """Re-encrypt every stored authorization with WEBHOOKS_SECRET_KEY (reading with it or
+    WEBHOOKS_SECRET_KEY_PREVIOUS); all or nothing."""
+    check_secret_key(required=True)
+    for line in await auth_commands.rotate_key(get_settings()):
+        click.echo(line)
+
+
+@cli.group("secret-key")
+def secret_key() -> None:
+    """The key that encrypts stored secrets (WEBHOOKS_SECRET_KEY)."""
+
+
+@secret_key.command("generate")
+def secret_key_generate() -> None:
+    """Print a new key (awk1: + 32 random bytes, URL-safe base64)."""
+    click.echo(generate_key())
+
+
+@secret_key.command("check")
+def secret_key_check() -> None:
+    """Validate WEBHOOKS_SECRET_KEY and WEBHOOKS_SECRET_KEY_PREVIOUS; print their key ids."""
+    box = check_secret_key(required=True, warn=True)
+    assert box is not None
+    for line in auth_commands.describe_keys(box):
         click.echo(line)
 
 

@@ -6,14 +6,15 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 from urllib.parse import parse_qsl
 
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, field_validator
 
+from app.domain.destinations import Network
 from app.domain.errors import ConfigError, FieldProblem
-from app.domain.jobs import check_https_url
+from app.domain.jobs import ALLOWED_NETWORKS, check_destination_url
 from app.domain.secrets import REDACTED, SecretBox
 
 AuthMethod = Literal["none", "headers", "oauth2_client_credentials"]
@@ -100,8 +101,16 @@ class Authorization(BaseModel):
 
     @field_validator("token_url")
     @classmethod
-    def _token_url(cls, value: str | None) -> str | None:
-        return None if value is None else check_https_url(value)
+    def _token_url(cls, value: str | None, info: ValidationInfo) -> str | None:
+        return None if value is None else check_destination_url(value, info)
+
+    @property
+    def secret_names(self) -> tuple[list[str], list[str]]:
+        """(header names, URL parameter names) this authorization adds to a request: what
+        a redirect to another origin must not carry (`WebhookClient.send`'s
+        `secret_headers` / `secret_params`)."""
+        headers, params = self.request_parts("")
+        return [k for k, _ in headers], [k for k, _ in params]
 
     @property
     def header_pairs(self) -> list[tuple[str, str]]:
@@ -165,8 +174,12 @@ def _rule(err: Mapping[str, Any]) -> str:
     return str(err["msg"]).removeprefix("Value error, ")
 
 
-def parse_authorization(raw: Any) -> Authorization:
-    """Validate an authorization document (plaintext secrets); name every wrong field."""
+def parse_authorization(raw: Any, *, allowed: Sequence[Network] | None = None) -> Authorization:
+    """Validate an authorization document (plaintext secrets); name every wrong field.
+
+    With `allowed` (the settings' allowed networks), a `token_url` whose host is a refused
+    IP literal or a non-canonical numeric host is refused.
+    """
     if not isinstance(raw, Mapping):
         raise ConfigError("authorization", [FieldProblem("(document)", "must be a mapping")])
     doc = dict(raw)
@@ -192,7 +205,8 @@ def parse_authorization(raw: Any) -> Authorization:
             if not doc.get(key):
                 problems.append(FieldProblem(key, "required for oauth2_client_credentials"))
     try:
-        auth = Authorization.model_validate(doc)
+        context = None if allowed is None else {ALLOWED_NETWORKS: list(allowed)}
+        auth = Authorization.model_validate(doc, context=context)
     except ValidationError as exc:
         problems.extend(
             FieldProblem(".".join(str(p) for p in e["loc"]) or "(document)", _rule(e))

@@ -9,12 +9,25 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
-from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
+from app.domain.destinations import (
+    DestinationRefused,
+    Network,
+    host_refusal,
+    parse_url,
+    template_refusal,
+)
 from app.domain.errors import ConfigError, FieldProblem
 from app.domain.templates import syntax_error
 
@@ -37,14 +50,46 @@ def new_job_id() -> str:
     return uuid.uuid4().hex
 
 
+# The validation context key that turns on the destination check (see `allowed_networks`).
+ALLOWED_NETWORKS = "allowed_networks"
+
+
 def check_https_url(value: str) -> str:
-    """Refuse anything but an absolute https URL with a host."""
-    parts = urlsplit(value.strip())
-    if parts.scheme.lower() != "https":
-        raise ValueError(f"must be an https:// URL, got scheme {parts.scheme or 'none'!r}")
-    if not parts.hostname:
+    """Refuse anything but an absolute https URL with a host, read as the HTTP client reads
+    it (yarl: the host IDNA-normalised)."""
+    value = value.strip()
+    try:
+        url = parse_url(value)
+    except DestinationRefused as exc:
+        raise ValueError(str(exc)) from None
+    if url.scheme != "https":
+        raise ValueError(f"must be an https:// URL, got scheme {url.scheme or 'none'!r}")
+    if not url.raw_host:
         raise ValueError("must name a host")
-    return value.strip()
+    return value
+
+
+def allowed_networks(info: ValidationInfo) -> Sequence[Network] | None:
+    """The networks destinations may be in, when the caller asked for the destination
+    check (`{ALLOWED_NETWORKS: settings.allowed_networks}` as validation context); None
+    when it did not (records read back from a topic are not re-judged: the worker's guard
+    refuses them before each request)."""
+    context = info.context
+    if isinstance(context, Mapping) and ALLOWED_NETWORKS in context:
+        return list(context[ALLOWED_NETWORKS])
+    return None
+
+
+def check_destination_url(value: str, info: ValidationInfo) -> str:
+    """`check_https_url`, plus, with the destination check on, the guard's decision on a
+    host that is an IP literal or numeric (names are judged when resolved)."""
+    value = check_https_url(value)
+    allowed = allowed_networks(info)
+    if allowed is not None:
+        reason = host_refusal(parse_url(value).raw_host or "", allowed)
+        if reason is not None:
+            raise ValueError(f"destination refused: {reason}")
+    return value
 
 
 class JobConfig(BaseModel):
@@ -89,8 +134,8 @@ class JobConfig(BaseModel):
 
     @field_validator("webhook_url")
     @classmethod
-    def _https(cls, value: str | None) -> str | None:
-        return None if value is None else check_https_url(value)
+    def _https(cls, value: str | None, info: ValidationInfo) -> str | None:
+        return None if value is None else check_destination_url(value, info)
 
     @field_validator("url_template", "body_template")
     @classmethod
@@ -101,6 +146,16 @@ class JobConfig(BaseModel):
             problem = syntax_error(value)
             if problem:
                 raise ValueError(f"Jsonnet does not parse: {problem}")
+        return value
+
+    @field_validator("url_template")
+    @classmethod
+    def _template_destination(cls, value: str | None, info: ValidationInfo) -> str | None:
+        allowed = allowed_networks(info)
+        if value is not None and allowed is not None:
+            reason = template_refusal(value, allowed)
+            if reason is not None:
+                raise ValueError(f"destination refused: {reason}")
         return value
 
     @field_validator("audiences", "export_fields", "trigger_fields")
@@ -183,8 +238,13 @@ def _rule(err: Mapping[str, Any]) -> str:
     return str(err["msg"]).removeprefix("Value error, ")
 
 
-def parse_job_config(raw: Any) -> JobConfig:
-    """Validate a job config document; raise ConfigError naming every wrong field."""
+def parse_job_config(raw: Any, *, allowed: Sequence[Network] | None = None) -> JobConfig:
+    """Validate a job config document; raise ConfigError naming every wrong field.
+
+    With `allowed` (the settings' allowed networks), destinations are judged too: a
+    `webhook_url` whose host is a refused IP literal or a non-canonical numeric host, and
+    a `url_template` that writes such a host literally, are refused.
+    """
     if not isinstance(raw, Mapping):
         raise ConfigError("job config", [FieldProblem("(document)", "must be a mapping of fields")])
     doc = dict(raw)
@@ -208,7 +268,8 @@ def parse_job_config(raw: Any) -> JobConfig:
         rule = "give exactly one of webhook_url / url_template" + (", not both" if has_url else "")
         problems.append(FieldProblem("webhook_url", rule))
     try:
-        job = JobConfig.model_validate(doc)
+        context = None if allowed is None else {ALLOWED_NETWORKS: list(allowed)}
+        job = JobConfig.model_validate(doc, context=context)
     except ValidationError as exc:
         problems.extend(FieldProblem(_loc(e["loc"]), _rule(e)) for e in exc.errors())
         raise ConfigError("job config", problems) from None

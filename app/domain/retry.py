@@ -31,6 +31,6 @@ class RetryPolicy:
 
     def delay(self, attempt: int, rng: random.Random | None = None) -> float:
         """Wait before retry number `attempt` (1 = the first retry)."""
-        base = min(self.max_s, self.initial_s * 2.0 ** max(0, attempt - 1))
+        base = min(self.max_s, self.initial_s * 2.0 ** min(64, max(0, attempt - 1)))
         spread: float = (rng or random).uniform(1 - self.jitter, 1 + self.jitter)
         return min(self.max_s, base * spread)

@@ -1,20 +1,27 @@
 """The webhook HTTP client: one pooled aiohttp session per worker, TLS verified against the
 system store plus WEBHOOKS_CA_BUNDLE, connect/total timeouts, and the destination guard
 applied to every resolved address, IP literals and redirects included.
+
+The guard judges the host as aiohttp connects to it (invariant 7): each URL is parsed once
+with yarl, checked (`check_destination`: https, IP literals, non-canonical numeric hosts),
+and that very URL object is handed to aiohttp; names go through `GuardedResolver`, which
+drops every refused address they resolve to.
 """
 
 from __future__ import annotations
 
 import socket
 import ssl
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
-from urllib.parse import urljoin, urlsplit
 
 import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
+from yarl import URL
 
 from app import __version__
-from app.domain.destinations import DestinationRefused, Network, is_ip_literal, refusal
+from app.domain.destinations import DestinationRefused, Network, check_destination, origin, refusal
+from app.domain.urls import cross_origin_headers, cross_origin_url
 from app.settings import Settings
 
 USER_AGENT = f"audience-webhooks/{__version__}"
@@ -67,6 +74,23 @@ class WebhookResponse:
         return self.body[:EXCERPT_BYTES].decode("utf-8", errors="replace")
 
 
+class RedirectError(aiohttp.ClientError):
+    """A redirect that is not followed: a failed request, retried like any transport error
+    (not a refused destination, which would be dead-lettered)."""
+
+
+class TooManyRedirects(RedirectError):
+    """More than MAX_REDIRECTS hops (a redirect loop)."""
+
+
+class InvalidRedirect(RedirectError):
+    """A redirect whose Location is not a URL."""
+
+
+class UnsafeRedirect(RedirectError):
+    """A redirect to another origin that would carry a secret the client cannot strip."""
+
+
 class WebhookClient:
     """Sends webhook requests; `send` raises DestinationRefused or aiohttp/OS errors."""
 
@@ -77,7 +101,6 @@ class WebhookClient:
         )
         self._ssl = make_ssl_context(settings)
         self._session: aiohttp.ClientSession | None = None
-        self._checked: set[str] = set()
 
     async def start(self) -> None:
         connector = aiohttp.TCPConnector(
@@ -92,52 +115,89 @@ class WebhookClient:
             timeout=self._timeout,
             headers={"User-Agent": USER_AGENT},
             auto_decompress=True,
+            trust_env=False,  # no proxy from the environment: we connect where we checked
         )
 
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()
 
-    def check_url(self, url: str) -> None:
-        """Refuse non-https URLs and refused IP literals before any connection is made."""
-        if url in self._checked:
-            return
-        parts = urlsplit(url)
-        if parts.scheme != "https":
-            raise DestinationRefused(f"{url!r}: only https:// webhooks are allowed")
-        host = parts.hostname or ""
-        if is_ip_literal(host):
-            reason = refusal(host.strip("[]"), self._allowed)
-            if reason:
-                raise DestinationRefused(f"{url}: {reason}")
-        if len(self._checked) > 10_000:  # URL templates can make many distinct URLs
-            self._checked.clear()
-        self._checked.add(url)
+    def check_url(self, url: str | URL) -> URL:
+        """The URL exactly as the client will use it (yarl, host IDNA-normalised); raises
+        DestinationRefused for a non-https URL or a host the guard refuses: a refused IP
+        literal or a numeric host that is not a canonical address. DNS names are checked
+        by the resolver, on every address they resolve to."""
+        return check_destination(url, self._allowed)
 
     async def send(
         self,
         method: str,
-        url: str,
+        url: str | URL,
         body: bytes,
-        headers: dict[str, str],
+        headers: Mapping[str, str],
         max_body: int = 1024 * 1024,
+        *,
+        secret_headers: Collection[str] | None = None,
+        secret_params: Collection[str] | None = None,
+        secret_body: bool = False,
     ) -> WebhookResponse:
-        """One request; 307/308 redirects are followed (each hop guarded), others returned."""
+        """One request; 307/308 redirects are followed (each hop guarded), others returned.
+
+        Every hop is checked by `check_url` and the checked yarl URL itself is what aiohttp
+        gets, so the host judged is the host connected to. A redirect to another origin
+        (scheme, host or port) drops Authorization, Cookie and the `secret_headers`, and the
+        `secret_params` from the new URL's query (at every later hop too); None means "not
+        known": then only the request's own descriptive headers follow, and every query
+        parameter name of `url` counts as secret. With `secret_body` (the body holds a
+        secret, e.g. an OAuth client secret) a redirect to another origin is not followed.
+
+        Raises DestinationRefused (a refused URL at any hop), RedirectError (too many
+        redirects, an unusable Location, an unsafe cross-origin redirect: retryable, an
+        aiohttp.ClientError), or aiohttp/OS errors.
+        """
         session = self._session
         if session is None:
             raise RuntimeError("WebhookClient.start() was not called")
+        target = self.check_url(url)
+        current = dict(headers)
+        # Unknown secret parameters: every parameter of the request as sent is ours.
+        ours = set(target.query) if secret_params is None else set(secret_params)
         for _ in range(MAX_REDIRECTS + 1):
-            self.check_url(url)
             async with session.request(
-                method, url, data=body, headers=headers, allow_redirects=False
+                method, target, data=body, headers=current, allow_redirects=False
             ) as resp:
                 location = resp.headers.get("Location")
-                if resp.status in (307, 308) and location:
-                    url = urljoin(url, location)
-                    continue
-                content = await read_capped(resp.content, max_body + 1)
-                return WebhookResponse(status=resp.status, headers=dict(resp.headers), body=content)
-        raise DestinationRefused(f"more than {MAX_REDIRECTS} redirects")
+                if resp.status not in (307, 308) or not location:
+                    content = await read_capped(resp.content, max_body + 1)
+                    return WebhookResponse(
+                        status=resp.status, headers=dict(resp.headers), body=content
+                    )
+            following = self.check_url(redirect_target(target, location))
+            if origin(following) != origin(target):
+                if secret_body:
+                    raise UnsafeRedirect(
+                        f"HTTP {resp.status} to another origin ({describe(following)}) "
+                        "not followed: the request body carries a secret"
+                    )
+                current = cross_origin_headers(current, secret_headers)
+                following = cross_origin_url(following, ours)
+            target = following
+        raise TooManyRedirects(
+            f"too many redirects (more than {MAX_REDIRECTS}), last to {describe(target)}"
+        )
+
+
+def redirect_target(current: URL, location: str) -> URL:
+    """Where a redirect's Location points, resolved against the URL that answered it."""
+    try:
+        return current.join(URL(location))
+    except (ValueError, TypeError) as exc:
+        raise InvalidRedirect(f"redirect Location is not a valid URL: {exc}") from None
+
+
+def describe(url: URL) -> str:
+    """A URL for messages: scheme, host, port and path; never credentials or the query."""
+    return str(url.with_user(None).with_query(None).with_fragment(None))
 
 
 async def read_capped(stream: aiohttp.StreamReader, limit: int) -> bytes:

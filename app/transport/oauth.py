@@ -14,11 +14,12 @@ import time
 from dataclasses import dataclass
 from urllib.parse import quote, urlencode
 
+import aiohttp
 import orjson
 
 from app.domain.authorizations import Authorization
-from app.domain.redaction import redact
-from app.transport.http import WebhookClient
+from app.domain.redaction import Redactor
+from app.transport.http import WebhookClient, exception_text
 
 DEFAULT_EXPIRES_IN_S = 3600.0
 MAX_REFRESH_MARGIN_S = 60.0
@@ -49,6 +50,9 @@ class TokenProvider:
         self.requests = 0
         self._token: Token | None = None
         self._lock = asyncio.Lock()
+        # Every error text: the token URL with its sensitive parameters masked, and the client
+        # secret in any encoding (raw, URL-encoded as the form sends it, Basic, JSON) removed.
+        self._redact = Redactor.for_auth(auth).text
 
     async def token(self) -> str:
         current = self._token
@@ -97,15 +101,31 @@ class TokenProvider:
         self.requests += 1
         started = time.time()
         try:
+            # Guarded like every webhook request (DestinationRefused propagates): the URL
+            # is checked as the client connects to it, at every redirect hop. No redirect
+            # to another origin carries the secret: Basic credentials are dropped, and a
+            # secret in the body stops the redirect.
             response = await self.client.send(
-                "POST", auth.token_url, urlencode(form).encode(), headers, max_body=64 * 1024
+                "POST",
+                auth.token_url,
+                urlencode(form).encode(),
+                headers,
+                max_body=64 * 1024,
+                secret_headers=("Authorization",),
+                secret_params=(),
+                secret_body=auth.token_auth == "body",
             )
-        except (OSError, TimeoutError) as exc:
-            raise TokenError(f"token endpoint {auth.token_url} unreachable: {exc}") from None
-        text = redact(response.excerpt, [auth.client_secret])
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            reason = exception_text(exc)
+            raise TokenError(
+                self._redact(f"token endpoint {auth.token_url} unreachable: {reason}")
+            ) from None
+        text = self._redact(response.excerpt)
         if not response.ok:
             raise TokenError(
-                f"token endpoint {auth.token_url} answered HTTP {response.status}: {text}",
+                self._redact(
+                    f"token endpoint {auth.token_url} answered HTTP {response.status}: {text}"
+                ),
                 status=response.status,
             )
         try:
@@ -114,7 +134,9 @@ class TokenProvider:
             lifetime = float(doc.get("expires_in") or DEFAULT_EXPIRES_IN_S)
         except (ValueError, KeyError, TypeError):
             raise TokenError(
-                f"token endpoint {auth.token_url} answered without an access_token: {text}",
+                self._redact(
+                    f"token endpoint {auth.token_url} answered without an access_token: {text}"
+                ),
                 status=response.status,
             ) from None
         margin = min(MAX_REFRESH_MARGIN_S, lifetime * 0.1)

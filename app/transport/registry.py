@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from app.domain.authorizations import load_stored_authorization
 from app.domain.jobs import StoredJob
+from app.domain.secrets import SecretBox, SecretKeyError, box_from_settings
 from app.settings import Settings
 from app.transport.kafka import cancel_and_wait
 
@@ -95,7 +97,41 @@ class ConfigRegistry:
                         pending.discard(tp)
                 if not pending:
                     log.info("config registry loaded: %d job(s)", len(self.jobs))
+                    self.report_unreadable(self.authorizations)
                     self.ready.set()
+
+    def unreadable_authorizations(self, ids: Iterable[str]) -> dict[str, str]:
+        """Authorization id -> why the configured keys cannot read it, for those of `ids`."""
+        box: SecretBox | None = None
+        try:
+            box = box_from_settings(self.settings)
+        except SecretKeyError as exc:
+            return {i: str(exc) for i in ids if i in self.authorizations}
+        out = {}
+        for ident in ids:
+            doc = self.authorizations.get(ident)
+            if doc is None:
+                continue
+            try:
+                load_stored_authorization(doc, box)
+            except (ValueError, TypeError) as exc:
+                out[ident] = " ".join(str(exc).split())  # one log line, also for pydantic's
+        return out
+
+    def report_unreadable(self, ids: Iterable[str]) -> None:
+        """One error line naming the authorizations that cannot be read (wrong or missing
+        key) and the jobs that use them, instead of a traceback per request later."""
+        bad = self.unreadable_authorizations(ids)
+        if not bad:
+            return
+        jobs = sorted(j for j, job in self.jobs.items() if job.config.authorization in bad)
+        log.error(
+            "%d authorization(s) not readable with WEBHOOKS_SECRET_KEY or "
+            "WEBHOOKS_SECRET_KEY_PREVIOUS: %s; job(s) using them cannot deliver: %s",
+            len(bad),
+            "; ".join(f"{i} ({why})" for i, why in sorted(bad.items())),
+            ", ".join(jobs) or "none",
+        )
 
     def _apply(self, topic: str, key: bytes | None, value: bytes | None) -> None:
         if key is None:
@@ -109,6 +145,9 @@ class ConfigRegistry:
                     self.authorizations[ident] = orjson.loads(value)
                 except orjson.JSONDecodeError:
                     log.error("skipping authorization %s: not JSON", ident)
+                    return
+                if self.ready.is_set():
+                    self.report_unreadable([ident])
             return
         job: StoredJob | None = None
         if value is not None:

@@ -73,7 +73,7 @@ async def test_hostile_answers_and_templates_end_in_states_or_dead_letters(
     slow = triggers_job(receiver.url("/unused"), audiences=["slow"])
     del slow["webhook_url"]
     slow["url_template"] = SLOW_TEMPLATE
-    deep = {
+    deep: dict[str, Any] = {
         "id": uuid.uuid4().hex,
         "type": "user_enrichment",
         "label": "deep answers",

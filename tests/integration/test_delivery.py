@@ -229,11 +229,12 @@ async def test_private_destination_refused_unless_allowed(
     worker_factory: Callable[..., WorkerProcess],
     tmp_path: Path,
 ) -> None:
-    env = {**test_env, "WEBHOOKS_ALLOWED_PRIVATE_NETS": ""}
+    # Applied while 127.0.0.0/8 is allowed (`jobs apply` refuses the literal otherwise);
+    # the worker, with nothing allowed, must still refuse both at send time.
     proc = worker_factory(WEBHOOKS_ALLOWED_PRIVATE_NETS="")
     job = triggers_job(receiver.url("/private"))
     named = triggers_job(f"https://localhost:{receiver.port}/named")
-    await apply_jobs(env, tmp_path, proc, job, named)
+    await apply_jobs(test_env, tmp_path, proc, job, named)
     await produce(
         test_settings,
         test_settings.input_topic,

@@ -34,7 +34,7 @@ def nested(depth: int) -> bytes:
 
 @pytest.mark.parametrize("depth", [255, 300, 1000])
 def test_deeply_nested_answer_is_unusable(depth: int) -> None:
-    with pytest.raises(UnusableAnswer, match="re-encoded|not JSON"):
+    with pytest.raises(UnusableAnswer, match=r"re-encoded|not JSON"):
         answer_records(JOB, [event()], nested(depth))
 
 
