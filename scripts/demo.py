@@ -41,7 +41,7 @@ def demo_env() -> dict[str, str]:
     DEMO_DIR.mkdir(exist_ok=True)
     key_file = DEMO_DIR / "secret.key"
     if not key_file.exists():
-        key_file.write_text(secrets.token_urlsafe(32))
+        key_file.write_text("awk1:" + secrets.token_urlsafe(32))  # = webhooks secret-key generate
         key_file.chmod(0o600)
     return {
         "WEBHOOKS_KAFKA_BOOTSTRAP": os.environ.get("WEBHOOKS_KAFKA_BOOTSTRAP", "127.0.0.1:9092"),
