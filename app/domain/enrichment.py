@@ -26,7 +26,7 @@ def enrichment_item(job: JobConfig, event: QueuedEvent, job_json: dict[str, Any]
     Raises TemplateError when the template fails for this user.
     """
     if job.body_template:
-        return render(job.body_template, event.template_user(), job_json)
+        return render(job.body_template, event.template_user(job.export_fields), job_json)
     return select_fields(event.data, job.export_fields)
 
 

@@ -44,12 +44,14 @@ class QueuedEvent:
             queued_at_ms=timestamp_ms,
         )
 
-    def template_user(self) -> dict[str, Any]:
-        """What templates see as `user`."""
+    def template_user(self, fields: tuple[str, ...] | None = None) -> dict[str, Any]:
+        """What templates see as `user`: with a job's export `fields` chosen, only those
+        fields (of `data` and of `by_fields`), plus the id and the segment events; with
+        none chosen, every field."""
         return {
             "id": self.user_id,
-            "data": self.data,
-            "by_fields": self.by_fields,
+            "data": select_fields(self.data, fields),
+            "by_fields": select_fields(self.by_fields, fields),
             "segment_events": self.segment_events,
         }
 
