@@ -254,7 +254,10 @@ class JobDelivery:
     async def _url_for(self, event: QueuedEvent) -> str:
         if self.job.url_template:
             value = await self.templates.render(
-                self.job.url_template, event.template_user(), self._job_json, self.job.id
+                self.job.url_template,
+                event.template_user(self.job.export_fields),
+                self._job_json,
+                self.job.id,
             )
             return url_from_template(value)
         assert self.job.webhook_url is not None
@@ -350,7 +353,10 @@ class JobDelivery:
             try:
                 if self.job.body_template:
                     part = await self.templates.render(
-                        self.job.body_template, event.template_user(), self._job_json, self.job.id
+                        self.job.body_template,
+                        event.template_user(self.job.export_fields),
+                        self._job_json,
+                        self.job.id,
                     )
                 else:
                     part = enrichment_item(self.job, event, self._job_json)

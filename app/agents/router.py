@@ -101,14 +101,14 @@ class Router:
             done = [batch]
             try:
                 await asyncio.gather(*batch.acks)
-            except Exception:
-                log.exception("writing routed records failed; writing them again")
-                done = await self._rewrite_from(batch)
+            except Exception as exc:
+                log.error("writing routed records failed (%r); writing them again", exc)
+                done = await self._rewrite_from(batch, isolate=isinstance(exc, TOO_LARGE))
             for routed in done:
                 on_confirmed(routed.events)
                 self._slots.release()
 
-    async def _rewrite_from(self, failed: RoutedBatch) -> list[RoutedBatch]:
+    async def _rewrite_from(self, failed: RoutedBatch, isolate: bool) -> list[RoutedBatch]:
         async with self._writing:  # nothing new is written until the rewrite has landed
             batches = [failed]
             while not self._in_flight.empty():
@@ -116,6 +116,10 @@ class Router:
             for later in batches[1:]:
                 await asyncio.gather(*later.acks, return_exceptions=True)
             records = [r for b in batches for r in b.records]
+            if isolate:  # a record the broker refuses as too large: find it, one by one
+                records = await self._write_one_by_one(records)
+                if not records:
+                    return batches
             while True:
                 try:
                     await asyncio.gather(*await self._write(records))

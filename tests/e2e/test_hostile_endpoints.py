@@ -6,8 +6,6 @@ same worker keep delivering meanwhile."""
 
 from __future__ import annotations
 
-import asyncio
-import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -17,7 +15,7 @@ import orjson
 from app.devtools.receiver import Behaviour, WebhookReceiver
 from app.settings import Settings
 from tests.support.jobs import apply_jobs, triggers_job, wait_for_requests, wait_for_state
-from tests.support.kafka_io import produce, read_json
+from tests.support.kafka_io import produce, wait_for_dead_letters
 from tests.support.processes import WorkerProcess
 
 SLOW_TEMPLATE = (
@@ -35,18 +33,8 @@ def member(user: str, slug: str, **data: Any) -> tuple[bytes, bytes]:
 
 
 async def dead_letters_for(settings: Settings, job_id: str, count: int) -> list[Any]:
-    deadline = time.monotonic() + 60
-    found: list[Any] = []
-    while time.monotonic() < deadline:
-        found = [
-            doc
-            for _k, doc in await read_json(settings, settings.deadletter_topic)
-            if doc.get("job_id") == job_id
-        ]
-        if len(found) >= count:
-            return found
-        await asyncio.sleep(0.5)
-    raise AssertionError(f"job {job_id}: {len(found)} dead letters, expected {count}")
+    letters = await wait_for_dead_letters(settings, lambda _k, d: d.get("job_id") == job_id, count)
+    return [doc for _k, doc in letters]
 
 
 async def test_hostile_answers_and_templates_end_in_states_or_dead_letters(

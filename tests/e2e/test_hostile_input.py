@@ -9,7 +9,6 @@ it retry `MessageSizeTooLargeError` forever."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -24,7 +23,7 @@ from app.topic_catalog import TopicSpec
 from app.transport.input_consumer import router_group
 from app.transport.kafka import ensure_topics
 from tests.support.jobs import apply_jobs, triggers_job, wait_for_requests
-from tests.support.kafka_io import read_json, wait_for_commits_at_end
+from tests.support.kafka_io import wait_for_commits_at_end, wait_for_dead_letters
 from tests.support.processes import WorkerProcess
 
 BIG = 8 * 1024 * 1024
@@ -127,15 +126,11 @@ async def test_hostile_records_are_dead_lettered_and_the_stream_goes_on(
     await wait_for_commits_at_end(
         test_settings, test_settings.input_topic, router_group(test_settings), wait_s=60
     )
-    letters: dict[str, Any] = {}
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and len(letters) < len(hostile()):
-        letters = {
-            k: doc
-            for k, doc in await read_json(test_settings, test_settings.deadletter_topic)
-            if k is not None and not k.startswith(("v", "after"))
-        }
-        await asyncio.sleep(0.5)
+    hostile_names = {name for name, _ in hostile()}
+    found = await wait_for_dead_letters(
+        test_settings, lambda k, _d: k in hostile_names, len(hostile_names), wait_s=30
+    )
+    letters: dict[str, Any] = {str(k): doc for k, doc in found}
     assert set(letters) == {name for name, _ in hostile()}
     assert "more than the 1000000 allowed" in letters["five-mib"]["reason"]
     assert letters["five-mib"]["event"]["truncated"] is True

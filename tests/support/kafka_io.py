@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import orjson
@@ -86,3 +86,22 @@ async def wait_for_commits_at_end(
             return state
         await asyncio.sleep(1.0)
     raise AssertionError(f"{topic}: {group} did not commit to the end: {state}")
+
+
+async def wait_for_dead_letters(
+    settings: Settings,
+    keep: Callable[[str | None, Any], bool],
+    count: int,
+    wait_s: float = 60.0,
+) -> list[tuple[str | None, Any]]:
+    """Poll the dead-letter topic until `count` letters pass `keep(key, doc)`; return them."""
+    deadline = time.monotonic() + wait_s
+    found: list[tuple[str | None, Any]] = []
+    while time.monotonic() < deadline:
+        found = [
+            (k, d) for k, d in await read_json(settings, settings.deadletter_topic) if keep(k, d)
+        ]
+        if len(found) >= count:
+            return found
+        await asyncio.sleep(0.5)
+    raise AssertionError(f"expected {count} dead letters, found {len(found)}: {found[:3]}")
