@@ -59,7 +59,6 @@ class Router:
         self._in_flight: asyncio.Queue[RoutedBatch] = asyncio.Queue()
         self._slots = asyncio.Semaphore(PIPELINE_DEPTH)
         self._writing = asyncio.Lock()
-        self.dead_lettered = 0
 
     async def start(self) -> None:
         self._producer = durable_producer(
@@ -167,7 +166,7 @@ class Router:
         Each record is planned on its own (`plan_record` never raises), so a hostile record
         becomes a dead letter and the rest of its batch is routed."""
         out: list[OutRecord] = []
-        jobs = [j.config for j in self.registry.jobs.values()]
+        jobs = {job_id: j.config for job_id, j in self.registry.jobs.items()}
         dl_topic = self.settings.deadletter_topic
         changelog = self.store.changelog_topic
         maps: dict[int, dict[bytes, bytes]] = {}
@@ -185,9 +184,7 @@ class Router:
                 dl_topic,
                 changelog,
             )
-            if plan.dead_lettered:
-                self.dead_lettered += 1
-            elif plan.state_key is not None and plan.new_state is not None:
+            if not plan.dead_lettered and plan.state_key is not None and plan.new_state is not None:
                 data[plan.state_key] = plan.new_state
             out.extend(plan.records)
         return out

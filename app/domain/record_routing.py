@@ -18,7 +18,7 @@ A dead letter of an oversize or unserialisable record carries a truncated copy: 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -114,13 +114,14 @@ def plan_record(
     key: bytes | None,
     source: Source,
     stored: Callable[[bytes], bytes | None],
-    jobs: Sequence[JobConfig],
+    jobs: Mapping[str, JobConfig],
     deadletter_topic: str,
     changelog_topic: str,
 ) -> RecordPlan:
     """Everything one input record causes; never raises (see the module docstring).
 
-    `stored(user key)` is the user's state as stored (None for a user not seen yet)."""
+    `stored(user key)` is the user's state as stored (None for a user not seen yet);
+    `jobs` maps job id to config (built once per batch, not per record)."""
     try:
         return _plan(raw, source, stored, jobs, changelog_topic)
     except InvalidRecord as exc:
@@ -137,7 +138,7 @@ def _plan(
     raw: bytes | None,
     source: Source,
     lookup: Callable[[bytes], bytes | None],
-    jobs: Sequence[JobConfig],
+    jobs: Mapping[str, JobConfig],
     changelog_topic: str,
 ) -> RecordPlan:
     if raw is not None and len(raw) > MAX_RECORD_BYTES:
@@ -148,7 +149,7 @@ def _plan(
     state_key = record.id.encode()
     stored = lookup(state_key)
     state = UserState.from_bytes(stored)
-    routed, new_state = route(record, state, jobs)
+    routed, new_state = route(record, state, jobs.values())
     if len(new_state.audiences) > MAX_AUDIENCES_PER_USER:
         raise InvalidRecord(
             f"segment_events: the user would be in {len(new_state.audiences)} audiences, "
@@ -156,10 +157,9 @@ def _plan(
         )
     if new_state.audiences:
         new_state.last = (source.partition, source.offset)
-    by_id = {job.id: job for job in jobs}
     plan = RecordPlan(state_key=state_key)
     for job_event in routed:
-        job = by_id.get(job_event.job_id)
+        job = jobs.get(job_event.job_id)
         if job is None:
             continue
         ev_id = event_id(source.topic, source.partition, source.offset, job.id)

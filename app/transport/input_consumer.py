@@ -81,12 +81,6 @@ class InputConsumer:
         self._tasks: list[asyncio.Task[Any]] = []
         self._stopping = False
         self.assigned_once = asyncio.Event()
-        self.records_routed = 0
-        self.gaps_seen = 0
-
-    @property
-    def owned(self) -> set[int]:
-        return set(self._owned)
 
     async def start(self) -> None:
         self._consumer = AIOKafkaConsumer(
@@ -152,7 +146,6 @@ class InputConsumer:
                 records = self._in_order(batches)
                 if records:
                     await self.router.submit(records)
-                    self.records_routed += len(records)
 
     def _in_order(self, batches: dict[TopicPartition, list[Any]]) -> list[Any]:
         """The records to route: owned partitions only, each from its next offset on."""
@@ -164,10 +157,9 @@ class InputConsumer:
             fresh = [r for r in records if r.offset >= nxt] if records[0].offset < nxt else records
             if not fresh:
                 continue
-            if fresh[0].offset > nxt:
-                # Offsets without a record here: transaction markers, aborted or compacted
-                # records. The fetch position only moves past what the fetch returned.
-                self.gaps_seen += 1
+            # fresh[0].offset > nxt is fine: offsets without a record here (transaction
+            # markers, aborted or compacted records); the fetch position only moves past
+            # what the fetch returned.
             self._next[tp.partition] = fresh[-1].offset + 1
             out.extend(fresh)
         return out

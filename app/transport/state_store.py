@@ -41,9 +41,6 @@ class StateStore:
         """The live map of an assigned partition (KeyError when not assigned)."""
         return self._maps[partition]
 
-    def entries(self) -> int:
-        return sum(len(m) for m in self._maps.values())
-
     async def release(self, partitions: Iterable[int]) -> None:
         """Stop serving `partitions`; keep their maps and where the changelog ended."""
         parts = [p for p in partitions if p in self._maps]

@@ -53,12 +53,14 @@ async def wait_for_every_event(receiver: WebhookReceiver, path: str, wait_s: flo
 
 
 async def run_waves(
-    env: dict[str, str],
-    settings: Settings,
+    test_env: dict[str, str],
+    test_settings: Settings,
     receiver: WebhookReceiver,
     tmp_path: Path,
-    start_second_wave_workers: Callable[[], list[WorkerProcess]],
+    start_second_wave_workers: Callable[[dict[str, str]], list[WorkerProcess]],
 ) -> None:
+    env = {**test_env, "WEBHOOKS_INPUT_PARTITIONS": PARTITIONS}
+    settings = test_settings.model_copy(update={"input_partitions": int(PARTITIONS)})
     first = WorkerProcess(env=env, log_path=tmp_path / "first.log")
     first.start()
     workers = [first]
@@ -70,7 +72,7 @@ async def run_waves(
         first.stop()
 
         await produce(settings, settings.input_topic, wave(2))
-        workers = start_second_wave_workers()
+        workers = start_second_wave_workers(env)
         ends = await wait_for_commits_at_end(
             settings, settings.input_topic, router_group(settings), wait_s=180
         )
@@ -92,15 +94,12 @@ async def test_restart_with_a_large_backlog_routes_every_record(
     receiver: WebhookReceiver,
     tmp_path: Path,
 ) -> None:
-    env = {**test_env, "WEBHOOKS_INPUT_PARTITIONS": PARTITIONS}
-    settings = test_settings.model_copy(update={"input_partitions": int(PARTITIONS)})
-
-    def one_worker() -> list[WorkerProcess]:
+    def one_worker(env: dict[str, str]) -> list[WorkerProcess]:
         worker = WorkerProcess(env=env, log_path=tmp_path / "second.log")
         worker.start()
         return [worker]
 
-    await run_waves(env, settings, receiver, tmp_path, one_worker)
+    await run_waves(test_env, test_settings, receiver, tmp_path, one_worker)
 
 
 async def test_workers_joining_one_after_the_other_while_the_backlog_drains(
@@ -109,10 +108,7 @@ async def test_workers_joining_one_after_the_other_while_the_backlog_drains(
     receiver: WebhookReceiver,
     tmp_path: Path,
 ) -> None:
-    env = {**test_env, "WEBHOOKS_INPUT_PARTITIONS": PARTITIONS}
-    settings = test_settings.model_copy(update={"input_partitions": int(PARTITIONS)})
-
-    def two_workers() -> list[WorkerProcess]:
+    def two_workers(env: dict[str, str]) -> list[WorkerProcess]:
         a = WorkerProcess(env={**env, "WEBHOOKS_WORKER_ID": "a"}, log_path=tmp_path / "a.log")
         b = WorkerProcess(env={**env, "WEBHOOKS_WORKER_ID": "b"}, log_path=tmp_path / "b.log")
         a.start(wait=False)
@@ -122,4 +118,4 @@ async def test_workers_joining_one_after_the_other_while_the_backlog_drains(
         b.wait_ready()
         return [a, b]
 
-    await run_waves(env, settings, receiver, tmp_path, two_workers)
+    await run_waves(test_env, test_settings, receiver, tmp_path, two_workers)

@@ -40,7 +40,7 @@ def job(audiences: list[str] | None = None, **overrides: Any) -> JobConfig:
     return parse_job_config(doc)
 
 
-JOBS = [job()]
+JOBS = {"job1": job()}
 EMPTY: dict[bytes, bytes] = {}
 
 
@@ -86,7 +86,7 @@ def dead_letter(p: RecordPlan) -> dict[str, Any]:
 def test_valid_record_routes_and_writes_state() -> None:
     p = plan(doc())
     topics = [r[0] for r in p.records]
-    assert topics == [JOBS[0].queue_topic, CHANGELOG]
+    assert topics == [JOBS["job1"].queue_topic, CHANGELOG]
     assert p.new_state is not None and orjson.loads(p.new_state)["last"] == [3, 42]
 
 
@@ -166,7 +166,7 @@ def test_any_record_is_routed_or_dead_lettered(
     if depth:
         raw = raw[:-1] + b',"deep":' + b"[" * depth + b"]" * depth + b"}"
     try:
-        jobs = [job(audiences=slugs[:3] or ["vip"])]
+        jobs = {"job1": job(audiences=slugs[:3] or ["vip"])}
     except ConfigError:  # not a valid audience list for a job: route against the default job
         jobs = JOBS
     p = plan_record(raw, b"k", SOURCE, EMPTY.get, jobs, DL, CHANGELOG)
