@@ -46,6 +46,9 @@ class Settings(BaseSettings):
     """Faust application id: the router's consumer group and the prefix of its changelogs."""
     input_partitions: int = Field(default=8, ge=1, le=1024)
     """Partitions of the input topic; the router's state table is co-partitioned with it."""
+    status_heartbeat_s: float = Field(default=5.0, gt=0, le=300)
+    """How often a worker rewrites its status record of each job, even unchanged; a worker
+    silent for 3 heartbeats drops out of `webhooks jobs show` and `jobs list`."""
     queue_partitions: int = Field(default=8, ge=1, le=1024)
     """Partitions of each job's queue topic."""
     topic_replication: int = Field(default=1, ge=1, le=16)

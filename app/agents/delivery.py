@@ -1,9 +1,11 @@
-"""Delivery: each job's queue topic -> its webhook, with lanes, batches and retries.
+"""Delivery: each job's queue topic -> its webhook, with job-wide batches and retries.
 
 One `JobDelivery` per job per worker, each with its own consumer group on the job's queue
-topic, so jobs never wait for each other (invariant 2). Lanes are keyed by user id: one
-user's events go through one lane, in order (invariant 3), while `worker_count` lanes run
-requests in parallel. A queue offset is committed only once it and every offset before it
+topic, so jobs never wait for each other (invariant 2). Batches fill across the whole job
+(`JobBatcher`): one leaves when full or when its oldest event has waited the window, and a
+user's event waits while an earlier event of that user is in flight, so order holds by user
+(invariant 3) while up to the job's share of `worker_count` requests run in parallel. A
+queue offset is committed only once it and every offset before it
 has been delivered or dead-lettered (invariant 1); everything else is redelivered after a
 crash with the same event ids and webhook-id (invariant 4).
 """
@@ -15,7 +17,6 @@ import contextlib
 import logging
 import time
 import traceback
-import zlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +25,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 
 from app.agents.auth_resolver import AuthResolver, AuthUnavailable
+from app.domain.batching import JobBatcher
 from app.domain.deadletters import deadletter_value
 from app.domain.destinations import DestinationRefused
 from app.domain.enrichment import (
@@ -34,7 +36,7 @@ from app.domain.enrichment import (
 )
 from app.domain.job_state import JobRetrySchedule, JobStateMachine, JobStatus
 from app.domain.jobs import JobConfig, StoredJob
-from app.domain.limiter import AdjustableLimiter, share_of
+from app.domain.limiter import AdjustableLimiter
 from app.domain.offsets import OffsetTracker, decode_done, encode_done
 from app.domain.payloads import JSON, QueuedEvent, build_request_body, webhook_id
 from app.domain.redaction import Redactor
@@ -57,17 +59,22 @@ from app.transport.kafka import (
 from app.transport.oauth import TokenError
 from app.transport.registry import ConfigRegistry
 from app.transport.template_runner import TemplateRunner
+from app.transport.worker_count_assignor import WorkerCountAssignor
 
 log = logging.getLogger(__name__)
 
 COMMIT_INTERVAL_S = 0.25
 STATUS_INTERVAL_S = 1.0
-MAX_IN_FLIGHT_PER_LANE = 2000
+MAX_WAITING_PER_REQUEST_SLOT = 2000  # events read ahead per unit of worker_count
+
+
+class _Released(Exception):
+    """The request's partitions are being given up: stop before its next attempt."""
 
 
 @dataclass(slots=True)
 class Item:
-    """A queue record on its way through a lane."""
+    """A queue record on its way to a request."""
 
     tp: TopicPartition
     offset: int
@@ -80,9 +87,7 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         self.owner = owner
 
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
-        await self.owner.commit()
-        for tp in revoked:
-            self.owner.tracker.forget(tp)
+        await self.owner.release(revoked)
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
         await self.owner.load_skips(assigned)
@@ -117,12 +122,18 @@ class JobDelivery:
         )
         self.status_changed = True
         self.retry = RetryPolicy(settings.retry_backoff_initial_s, settings.retry_backoff_max_s)
-        self.lanes: list[asyncio.Queue[Item]] = [asyncio.Queue() for _ in range(job.worker_count)]
+        self.batcher: JobBatcher[Item] = JobBatcher(
+            job.batch_size if job.batch else 1, settings.batch_window_s
+        )
+        self._wake = asyncio.Event()
+        self._sending: set[asyncio.Task[None]] = set()
         self._tasks: list[asyncio.Task[None]] = []
         self._consumer: AIOKafkaConsumer | None = None
         self._job_json = job.to_json_dict()
         self._group = f"{settings.app_id}-delivery-{job.id}"
         self.limiter = AdjustableLimiter(job.worker_count)
+        self._share = job.worker_count
+        self._releasing: set[TopicPartition] = set()
         self._skip: dict[TopicPartition, set[int]] = {}
         self._last_commit: dict[TopicPartition, tuple[int, str]] = {}
 
@@ -139,24 +150,24 @@ class JobDelivery:
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             max_poll_records=1000,
+            partition_assignment_strategy=(
+                WorkerCountAssignor(self.job.worker_count, self._set_share),
+            ),
             fetch_max_wait_ms=100,
             metadata_max_age_ms=5000,
             **group_timeouts(self.settings),
         )
         await self._consumer.start()
         self._consumer.subscribe([self.job.queue_topic], listener=_Rebalance(self))
-        self._tasks = [
-            asyncio.create_task(self._lane(i), name=f"lane-{self.job.id}-{i}")
-            for i in range(len(self.lanes))
-        ]
+        self._tasks = [asyncio.create_task(self._batches(), name=f"batches-{self.job.id}")]
         self._tasks.append(asyncio.create_task(self._consume(), name=f"consume-{self.job.id}"))
         self._tasks.append(asyncio.create_task(self._commit_loop(), name=f"commit-{self.job.id}"))
         log.info("delivery started for job %s (%s)", self.job.id, self.job.queue_topic)
 
     async def stop(self) -> None:
-        for task in self._tasks:
+        for task in [*self._tasks, *self._sending]:
             task.cancel()
-        for task in self._tasks:
+        for task in [*self._tasks, *self._sending]:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         if self._consumer is not None:
@@ -183,10 +194,39 @@ class JobDelivery:
             self._last_commit = with_meta
 
     async def resize(self, assigned: list[TopicPartition]) -> None:
-        """Take the share of `worker_count` that matches the queue partitions owned here."""
-        consumer = self._consumer
-        total = len(consumer.partitions_for_topic(self.job.queue_topic) or ()) if consumer else 0
-        await self.limiter.set_limit(share_of(self.job.worker_count, len(assigned), total))
+        """Take the share of `worker_count` the group's assignor gave this worker."""
+        self._releasing.clear()
+        await self.limiter.set_limit(self._share if assigned else 1)
+        log.info(
+            "job %s: queue partitions %s, %d of worker_count %d",
+            self.job.id,
+            sorted(tp.partition for tp in assigned),
+            self._share if assigned else 0,
+            self.job.worker_count,
+        )
+        self._wake.set()
+
+    def _set_share(self, share: int) -> None:
+        self._share = max(1, share)
+
+    async def release(self, revoked: list[TopicPartition]) -> None:
+        """Before partitions go to another worker: let requests in flight end their current
+        attempt (no new attempt starts for them), commit, then forget the partitions. So the
+        group never has more than `worker_count` requests in flight, even across a
+        rebalance; what was not finished is redelivered by the new owner."""
+        self._releasing.update(revoked)
+        if self._sending:
+            await asyncio.wait(list(self._sending), timeout=self.settings.http_total_timeout_s + 5)
+        with contextlib.suppress(Exception):
+            await self.commit()
+        self.forget(revoked)
+
+    def forget(self, revoked: list[TopicPartition]) -> None:
+        """Revoked partitions: their waiting events are left to the partitions' new owner."""
+        for tp in revoked:
+            self.tracker.forget(tp)
+        gone = set(revoked)
+        self.batcher.drop(lambda item: item.tp in gone)
 
     async def load_skips(self, assigned: list[TopicPartition]) -> None:
         """Read which offsets beyond each committed point were already delivered."""
@@ -209,7 +249,7 @@ class JobDelivery:
     async def _consume(self) -> None:
         consumer = self._consumer
         assert consumer is not None
-        limit = MAX_IN_FLIGHT_PER_LANE * len(self.lanes)
+        limit = MAX_WAITING_PER_REQUEST_SLOT * self.job.worker_count
         paused = False
         while True:
             # Back-pressure by pausing, not by not polling: the consumer must keep polling
@@ -230,6 +270,8 @@ class JobDelivery:
                         self.tracker.finished(tp, msg.offset)
                         continue
                     await self._dispatch(tp, msg)
+            if batches:
+                self._wake.set()
 
     async def _dispatch(self, tp: TopicPartition, msg: Any) -> None:
         try:
@@ -248,8 +290,7 @@ class JobDelivery:
             await self._dead_letter([event], f"url_template failed: {exception_text(exc)}")
             self.tracker.finished(tp, msg.offset)
             return
-        lane = zlib.crc32(event.user_id.encode()) % len(self.lanes)
-        self.lanes[lane].put_nowait(Item(tp, msg.offset, event, url))
+        self.batcher.add(event.user_id, url, Item(tp, msg.offset, event, url), time.monotonic())
 
     async def _url_for(self, event: QueuedEvent) -> str:
         if self.job.url_template:
@@ -271,47 +312,48 @@ class JobDelivery:
             except Exception as exc:  # a failed commit is retried on the next tick
                 log.warning("job %s: commit failed: %s", self.job.id, exc)
 
-    # -- lanes ---------------------------------------------------------------------------
+    # -- batches -------------------------------------------------------------------------
 
-    async def _lane(self, index: int) -> None:
-        queue = self.lanes[index]
-        held: Item | None = None
+    async def _batches(self) -> None:
+        """Start a request for each batch that may go, while the job's share allows."""
         while True:
-            first = held or await queue.get()
-            held = None
-            batch = [first]
-            if self.job.batch:
-                deadline = time.monotonic() + self.settings.batch_window_s
-                while len(batch) < self.job.batch_size:
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0:
-                        break
-                    try:
-                        item = queue.get_nowait()
-                    except asyncio.QueueEmpty:
-                        try:
-                            item = await asyncio.wait_for(queue.get(), remaining)
-                        except TimeoutError:
-                            break
-                    if item.url != first.url:
-                        held = item  # a different URL starts the next request
-                        break
-                    batch.append(item)
-            batch = [i for i in batch if self.tracker.owns(i.tp)]
-            if batch:
+            now = time.monotonic()
+            while len(self._sending) < self.limiter.limit:
+                got = self.batcher.take(now)
+                if got is None:
+                    break
+                items, keys = got
+                task = asyncio.create_task(self._send(items, keys))
+                self._sending.add(task)
+                task.add_done_callback(self._sent)
+            deadline = self.batcher.next_deadline()
+            timeout = None if deadline is None else max(0.001, deadline - now)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout)
+            self._wake.clear()
+
+    def _sent(self, task: asyncio.Task[None]) -> None:
+        self._sending.discard(task)
+        self._wake.set()
+
+    async def _send(self, batch: list[Item], keys: list[str]) -> None:
+        try:
+            owned = [i for i in batch if self.tracker.owns(i.tp)]
+            if owned:
                 try:
-                    async with self.limiter.slot():
-                        await self._deliver(batch)
-                except asyncio.CancelledError:
-                    raise
-                except Exception as exc:  # a bug or an input nobody foresaw: never end the lane
-                    await self._unexpected(batch, exc)
-                for item in batch:
+                    await self._deliver(owned)
+                except _Released:
+                    return  # its partitions moved: the new owner delivers these events
+                except Exception as exc:  # a bug or an input nobody foresaw: go on
+                    await self._unexpected(owned, exc)
+                for item in owned:
                     self.tracker.finished(item.tp, item.offset)
+        finally:
+            self.batcher.done(keys)
 
     async def _unexpected(self, batch: list[Item], exc: Exception) -> None:
         """Log an error `_deliver` did not expect with the job and event ids, and dead-letter
-        the events with the reason, so the lane goes on and nothing is silently dropped."""
+        the events with the reason, so delivery goes on and nothing is silently dropped."""
         ids = [item.event.event_id for item in batch]
         try:
             resolved = self.auths.resolve(self.job.authorization)
@@ -329,9 +371,14 @@ class JobDelivery:
         )
         await self._dead_letter([i.event for i in batch], f"delivery failed unexpectedly: {reason}")
 
-    async def _wait_until_runnable(self) -> None:
-        """Hold this lane while the job sleeps, errors (until its next run) or has failed."""
+    def _check_owned(self, items: list[Item]) -> None:
+        if self._releasing and any(i.tp in self._releasing for i in items):
+            raise _Released
+
+    async def _wait_until_runnable(self, items: list[Item]) -> None:
+        """Hold this request while the job sleeps, errors (until its next run) or has failed."""
         while True:
+            self._check_owned(items)
             before = self.machine.status.state
             wait = self.machine.wait_s(time.time())
             if self.machine.status.state != before:
@@ -375,7 +422,7 @@ class JobDelivery:
         attempt = 0
         refreshed_after_401 = False
         while True:
-            await self._wait_until_runnable()
+            await self._wait_until_runnable(items)
             status: int | None = None
             redactor = Redactor()
             token: str | None = None
@@ -463,7 +510,10 @@ class JobDelivery:
                 attempt,
                 delay,
             )
-            await asyncio.sleep(delay)
+            until = time.monotonic() + delay
+            while time.monotonic() < until:
+                self._check_owned(items)
+                await asyncio.sleep(min(1.0, until - time.monotonic()))
 
     async def _publish_answer(self, events: list[QueuedEvent], body: bytes) -> None:
         """Publish each user's answer to the job's stream; an unusable answer is a dead letter."""
@@ -533,6 +583,8 @@ class DeliveryManager:
         self.deliveries: dict[str, JobDelivery] = {}
         self.statuses: dict[str, JobStatus] = {}
         self._resumed_at: dict[str, float] = {}
+        self._versions: dict[str, str] = {}  # job id -> config version it runs (or holds)
+        self._last_heartbeat = 0.0
         self._dirty: set[str] = set()
         self._changes: asyncio.Queue[str] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
@@ -547,6 +599,10 @@ class DeliveryManager:
         self.statuses = await self._load_statuses()
         self.registry.subscribe(lambda job_id, _job: self._changes.put_nowait(job_id))
         await self.registry.ready.wait()
+        for job_id in list(self.statuses):
+            if job_id not in self.registry.jobs:  # deleted while this worker was down
+                del self.statuses[job_id]
+                self._dirty.add(job_id)
         for job_id in list(self.registry.jobs):
             self._changes.put_nowait(job_id)
         self._tasks = [
@@ -561,7 +617,8 @@ class DeliveryManager:
             await delivery.stop()
         self.deliveries.clear()
         with contextlib.suppress(Exception):
-            await self._write_statuses()
+            # A last record per job, marked final: this worker drops out of statuses at once.
+            await self._write_statuses(final=True)
         if self.producer is not None:
             await self.producer.stop()
         await self.client.close()
@@ -596,12 +653,17 @@ class DeliveryManager:
             except Exception as exc:  # retried on the next tick
                 log.warning("could not write job statuses: %s", exc)
 
-    async def _write_statuses(self) -> None:
+    async def _write_statuses(self, final: bool = False) -> None:
+        """Write the changed statuses; every status each heartbeat (its `updated_at` is
+        what tells readers this worker is alive), and all of them, `final`, on stop."""
         assert self.producer is not None
         for job_id, delivery in self.deliveries.items():
             if delivery.status_changed:
                 delivery.status_changed = False
                 self._dirty.add(job_id)
+        if final or time.monotonic() - self._last_heartbeat >= self.settings.status_heartbeat_s:
+            self._dirty |= set(self.statuses)
+            self._last_heartbeat = time.monotonic()
         dirty, self._dirty = self._dirty, set()
         try:
             for job_id in dirty:
@@ -613,6 +675,8 @@ class DeliveryManager:
                             "job_id": job_id,
                             "worker_id": self.settings.worker_id,
                             "updated_at": time.time(),
+                            "version": self._versions.get(job_id),
+                            "final": final,
                             "status": status.to_dict(),
                         }
                     )
@@ -647,14 +711,20 @@ class DeliveryManager:
             current = None
         now = time.time()
         if stored is None:
+            self._resumed_at.pop(job_id, None)
+            self._versions.pop(job_id, None)
             if self.statuses.pop(job_id, None) is not None:
                 self._dirty.add(job_id)  # a tombstone for the deleted job's status
+            log.info("job %s deleted: delivery stopped", job_id)
             return
+        from app.domain.status_summary import config_version
+
         status = self.statuses.setdefault(job_id, JobStatus(since=now))
         if not wanted:
+            self._versions[job_id] = config_version(stored.config.to_json_dict())
+            self._dirty.add(job_id)
             if status.state != "stopped":
                 status.state, status.since, status.next_run = "stopped", now, None
-                self._dirty.add(job_id)
             return
         if current is None:
             assert self.producer is not None
@@ -672,3 +742,5 @@ class DeliveryManager:
             self._resumed_at[job_id] = resumed_at
             await delivery.start()
             self.deliveries[job_id] = delivery
+        self._versions[job_id] = config_version(stored.config.to_json_dict())
+        self._dirty.add(job_id)  # report the version now, not at the next heartbeat

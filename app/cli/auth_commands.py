@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 
 from app.cli.files import load_documents
-from app.cli.job_commands import load_compacted
+from app.cli.job_commands import CommandFailed, load_compacted, load_jobs
 from app.domain.authorizations import (
     SECRET_FIELDS,
     Authorization,
@@ -27,7 +27,7 @@ from app.domain.secrets import (
     box_from_settings,
 )
 from app.settings import Settings
-from app.transport.kafka import producer
+from app.transport.kafka import producer, write_record
 
 
 class KeyProblem(ValueError):
@@ -240,3 +240,22 @@ async def rotate_key(settings: Settings) -> list[str]:
         f"(key {box.current.key_id})"
     )
     return out
+
+
+async def delete(settings: Settings, auth_id: str) -> str:
+    """Tombstone an authorization; CommandFailed (exit 1) naming the jobs that use it."""
+    if auth_id not in await _stored(settings):
+        raise ConfigError(
+            "authorization id",
+            [FieldProblem("id", f"no authorization {auth_id!r} (see `webhooks auth list`)")],
+        )
+    users = sorted(
+        j for j, job in (await load_jobs(settings)).items() if job.config.authorization == auth_id
+    )
+    if users:
+        raise CommandFailed(
+            f"authorization {auth_id} is used by job(s) {', '.join(users)}; nothing deleted. "
+            "Delete those jobs or change their authorization first"
+        )
+    await write_record(settings, settings.authorizations_topic, auth_id, None)
+    return f"authorization {auth_id} deleted"

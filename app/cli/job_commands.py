@@ -18,10 +18,32 @@ from app.domain.deadletters import utc_now_rfc3339
 from app.domain.destinations import Network
 from app.domain.errors import ConfigError, FieldProblem
 from app.domain.jobs import JobConfig, StoredJob, parse_job_config
-from app.domain.status_summary import summarize_status
+from app.domain.status_summary import (
+    config_version,
+    live_records,
+    live_workers,
+    stale_after,
+    summarize_status,
+    workers_behind,
+)
 from app.settings import Settings
 from app.topic_catalog import enrichment_topic_spec, queue_topic_spec
-from app.transport.kafka import consumer_lag, ensure_topics, read_to_end, write_record
+from app.transport.kafka import (
+    consumer_lag,
+    delete_consumer_group,
+    delete_topic,
+    ensure_topics,
+    read_to_end,
+    write_record,
+)
+
+
+class CommandFailed(RuntimeError):
+    """The command could not do what was asked (exit status 1); the message says why."""
+
+
+DELETE_WAIT_S = 60.0
+"""How long `jobs delete` waits for the live workers to drop the job."""
 
 
 async def load_compacted(settings: Settings, topic: str) -> dict[str, bytes]:
@@ -63,7 +85,8 @@ def validate_documents(
     return configs
 
 
-async def apply(settings: Settings, file: Path) -> list[str]:
+async def apply(settings: Settings, file: Path, applied: list[str] | None = None) -> list[str]:
+    """Store the jobs of `file`; their ids are appended to `applied` when given."""
     configs = validate_documents(load_documents(file), settings.allowed_networks)
     auth_ids = set(await load_compacted(settings, settings.authorizations_topic))
     missing = [
@@ -90,6 +113,8 @@ async def apply(settings: Settings, file: Path) -> list[str]:
         await write_record(
             settings, settings.jobs_topic, config.id, orjson.dumps(stored.to_record())
         )
+        if applied is not None:
+            applied.append(config.id)
         verb = "updated" if before else "created"
         out.append(f"{verb} job {config.id} ({config.type}, {config.label!r})")
         if before is None and config.existing_users:
@@ -112,15 +137,40 @@ async def backfill_progress(settings: Settings, job_id: str) -> dict[str, Any] |
     return orjson.loads(raw) if raw else None
 
 
+def delivery_group(settings: Settings, job_id: str) -> str:
+    """The consumer group through which the workers deliver the job's queue."""
+    return f"{settings.app_id}-delivery-{job_id}"
+
+
+async def load_all_statuses(settings: Settings) -> dict[str, list[dict[str, Any]]]:
+    """Job id -> the latest status record of each worker (tombstoned ones left out)."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for key, value in (await load_compacted(settings, settings.status_topic)).items():
+        job_id, sep, _worker = key.rpartition("/")
+        if not sep:
+            continue
+        with contextlib.suppress(ValueError):
+            doc = orjson.loads(value)
+            if isinstance(doc, dict):
+                out.setdefault(job_id, []).append(doc)
+    return out
+
+
 async def list_jobs(settings: Settings) -> list[str]:
+    """One line per job: its real state (from live workers) and the wanted one."""
     jobs = await load_jobs(settings)
     if not jobs:
         return ["no jobs"]
-    lines = [f"{'ID':<34} {'TYPE':<18} {'STATE':<8} LABEL"]
+    statuses = await load_all_statuses(settings)
+    now, stale = time.time(), stale_after(settings.status_heartbeat_s)
+    rows = []
     for job_id, job in sorted(jobs.items()):
-        lines.append(
-            f"{job_id:<34} {job.config.type:<18} {job.desired_state:<8} {job.config.label}"
-        )
+        summary = summarize_status(job.desired_state, statuses.get(job_id, []), now, stale)
+        rows.append((job_id, job.config.type, summary["state"], job.desired_state, job))
+    width = max(8, *(len(r[2]) for r in rows))
+    lines = [f"{'ID':<34} {'TYPE':<18} {'STATE':<{width}} {'WANTED':<8} LABEL"]
+    for job_id, kind, state, wanted, job in rows:
+        lines.append(f"{job_id:<34} {kind:<18} {state:<{width}} {wanted:<8} {job.config.label}")
     return lines
 
 
@@ -172,11 +222,11 @@ async def load_statuses(settings: Settings, job_id: str) -> list[dict[str, Any]]
 async def show(settings: Settings, job_id: str) -> str:
     job = await get_job(settings, job_id)
     statuses = await load_statuses(settings, job_id)
-    backlog = await consumer_lag(
-        settings, job.config.queue_topic, f"{settings.app_id}-delivery-{job_id}"
-    )
+    backlog = await consumer_lag(settings, job.config.queue_topic, delivery_group(settings, job_id))
+    now, stale = time.time(), stale_after(settings.status_heartbeat_s)
     doc = {
-        **summarize_status(job.desired_state, statuses),
+        **summarize_status(job.desired_state, statuses, now, stale),
+        "version": config_version(job.config.to_json_dict()),
         "backlog": backlog,
         "backfill": await backfill_progress(settings, job_id),
         "updated_at": job.updated_at,
@@ -196,3 +246,73 @@ async def set_desired_state(settings: Settings, job_id: str, desired: str) -> st
     stored = job.model_copy(update=update)
     await write_record(settings, settings.jobs_topic, job_id, orjson.dumps(stored.to_record()))
     return f"job {job_id}: {desired}"
+
+
+async def delete(settings: Settings, job_id: str, force: bool = False) -> list[str]:
+    """Delete a job: refuse (CommandFailed) while its queue holds undelivered events unless
+    `force`; tombstone it on the jobs topic (every worker stops and forgets its delivery),
+    wait until no live worker reports it, then delete its delivery group and queue topic."""
+    job = await get_job(settings, job_id)
+    group = delivery_group(settings, job_id)
+    backlog = await consumer_lag(settings, job.config.queue_topic, group)
+    if backlog and not force:
+        raise CommandFailed(
+            f"job {job_id} has {backlog} undelivered event(s) in its queue; nothing deleted. "
+            "Use --force to delete it anyway (those events are lost)"
+        )
+    await write_record(settings, settings.jobs_topic, job_id, None)
+    out = [f"job {job_id} deleted from the job configs"]
+    if backlog and force:
+        out.append(f"{backlog} undelivered event(s) dropped (--force)")
+    stale = stale_after(settings.status_heartbeat_s)
+    deadline = time.monotonic() + DELETE_WAIT_S
+    while True:
+        still = sorted(
+            str(r.get("worker_id", "?"))
+            for r in live_records(await load_statuses(settings, job_id), time.time(), stale)
+        )
+        if not still:
+            break
+        if time.monotonic() >= deadline:
+            raise CommandFailed(
+                f"job {job_id} is deleted, but after {DELETE_WAIT_S:.0f} s worker(s) "
+                f"{', '.join(still)} still report it; its queue topic "
+                f"{job.config.queue_topic} and consumer group {group} were kept"
+            )
+        await asyncio.sleep(0.5)
+    if await delete_consumer_group(settings, group):
+        out.append(f"consumer group {group} deleted")
+    if await delete_topic(settings, job.config.queue_topic):
+        out.append(f"queue topic {job.config.queue_topic} deleted")
+    return out
+
+
+async def wait_applied(settings: Settings, job_ids: Sequence[str], timeout_s: float) -> list[str]:
+    """Return once every live worker reports running the stored version of each job;
+    CommandFailed naming the workers that do not after `timeout_s`."""
+    jobs = await load_jobs(settings)
+    versions = {j: config_version(jobs[j].config.to_json_dict()) for j in job_ids if j in jobs}
+    stale = stale_after(settings.status_heartbeat_s)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        statuses = await load_all_statuses(settings)
+        now = time.time()
+        workers = live_workers((r for rs in statuses.values() for r in rs), now, stale)
+        behind = {
+            job_id: workers_behind(version, statuses.get(job_id, []), workers, now, stale)
+            for job_id, version in versions.items()
+        }
+        behind = {j: ws for j, ws in behind.items() if ws}
+        if workers and not behind:
+            return [
+                f"job {j}: version {v} runs on {len(workers)} live worker(s)"
+                for j, v in versions.items()
+            ]
+        if time.monotonic() >= deadline:
+            if not workers:
+                raise CommandFailed(f"no live worker after {timeout_s:g} s: nothing runs the job")
+            raise CommandFailed(
+                f"not every live worker runs the applied version after {timeout_s:g} s: "
+                + "; ".join(f"job {j}: {', '.join(ws)}" for j, ws in sorted(behind.items()))
+            )
+        await asyncio.sleep(0.5)

@@ -48,7 +48,7 @@ def run_async(fn: Callable[..., Coroutine[Any, Any, T]]) -> Callable[..., T]:
             raise UsageProblem(str(exc)) from None
         except KeyProblem as exc:
             raise UsageProblem(str(exc)) from None
-        except BrokerUnavailable as exc:
+        except (BrokerUnavailable, job_commands.CommandFailed) as exc:
             raise click.ClickException(str(exc)) from None
 
     return wrapper
@@ -118,16 +118,32 @@ async def topics_create() -> None:
 
 @cli.group()
 def jobs() -> None:
-    """Apply, list, show, stop and resume jobs."""
+    """Apply, list, show, stop, resume and delete jobs."""
 
 
 @jobs.command("apply")
 @click.argument("file", type=click.Path(path_type=Path))
+@click.option(
+    "--wait", is_flag=True, help="Return once every live worker runs the applied version."
+)
+@click.option(
+    "--timeout",
+    "timeout_s",
+    type=click.FloatRange(min=0),
+    default=60.0,
+    show_default=True,
+    help="With --wait: seconds before giving up (exit 1, naming the workers).",
+)
 @run_async
-async def jobs_apply(file: Path) -> None:
+async def jobs_apply(file: Path, wait: bool, timeout_s: float) -> None:
     """Validate FILE (YAML/JSON, one or more jobs) and store it; all or nothing."""
-    for line in await job_commands.apply(get_settings(), file):
+    settings = get_settings()
+    applied: list[str] = []
+    for line in await job_commands.apply(settings, file, applied):
         click.echo(line)
+    if wait:
+        for line in await job_commands.wait_applied(settings, applied, timeout_s):
+            click.echo(line)
 
 
 @jobs.command("list")
@@ -160,6 +176,17 @@ async def jobs_backfill(job_id: str, no_wait: bool) -> None:
         await job_commands.follow_backfill(settings, job_id, request_id)
 
 
+@jobs.command("delete")
+@click.argument("job_id")
+@click.option("--force", is_flag=True, help="Delete even with undelivered events (they are lost).")
+@run_async
+async def jobs_delete(job_id: str, force: bool) -> None:
+    """Delete a job everywhere: its delivery, queue topic, consumer group and statuses.
+    Refused (exit 1) while its queue holds undelivered events, unless --force."""
+    for line in await job_commands.delete(get_settings(), job_id, force):
+        click.echo(line)
+
+
 @jobs.command("stop")
 @click.argument("job_id")
 @run_async
@@ -178,7 +205,7 @@ async def jobs_resume(job_id: str) -> None:
 
 @cli.group()
 def auth() -> None:
-    """Apply, list and show authorizations; re-encrypt them with a new key."""
+    """Apply, list, show and delete authorizations; re-encrypt them with a new key."""
 
 
 @auth.command("apply")
@@ -213,6 +240,14 @@ async def auth_show(auth_id: str) -> None:
     click.echo(orjson.dumps(shown.doc, option=orjson.OPT_INDENT_2).decode())
     if shown.problem:
         raise click.ClickException(f"authorization {auth_id}: {shown.problem}")
+
+
+@auth.command("delete")
+@click.argument("auth_id")
+@run_async
+async def auth_delete(auth_id: str) -> None:
+    """Delete an authorization; refused (exit 1) while any job uses it."""
+    click.echo(await auth_commands.delete(get_settings(), auth_id))
 
 
 @auth.command("rotate-key")

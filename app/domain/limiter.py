@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -33,11 +32,3 @@ class AdjustableLimiter:
             async with self._changed:
                 self.active -= 1
                 self._changed.notify_all()
-
-
-def share_of(worker_count: int, owned: int, total: int) -> int:
-    """This worker's share of a job's `worker_count`, in proportion to the queue partitions
-    it owns, so all workers together stay within `worker_count` (at least 1 each)."""
-    if total <= 0 or owned <= 0:
-        return 1
-    return max(1, math.floor(worker_count * owned / total))

@@ -260,3 +260,51 @@ async def read_offsets(
         return out
     finally:
         await consumer.stop()
+
+
+GROUP_ID_NOT_FOUND = 69
+NON_EMPTY_GROUP = 68
+UNKNOWN_TOPIC_OR_PARTITION = 3
+
+
+async def delete_consumer_group(settings: Settings, group: str, timeout_s: float = 30.0) -> bool:
+    """Delete a consumer group (its committed offsets); False if it did not exist.
+
+    aiokafka 0.14's admin client has no `delete_consumer_groups`: this sends DeleteGroups to
+    the group's coordinator. A group that still has members is retried until `timeout_s`
+    (members leave when their consumer stops), then RuntimeError."""
+    from aiokafka.protocol.admin import DeleteGroupsRequest
+
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    async with admin_client(settings) as admin:
+        while True:
+            coordinator = await admin.find_coordinator(group)
+            response = await admin._send_request(DeleteGroupsRequest([group]), coordinator)
+            code = dict(response.results).get(group, 0)
+            if code == 0:
+                return True
+            if code == GROUP_ID_NOT_FOUND:
+                return False
+            if asyncio.get_running_loop().time() >= deadline:
+                what = "it still has members" if code == NON_EMPTY_GROUP else f"error {code}"
+                raise RuntimeError(f"could not delete consumer group {group}: {what}")
+            await asyncio.sleep(0.5)
+
+
+async def delete_topic(settings: Settings, topic: str) -> bool:
+    """Delete a topic; False if it did not exist."""
+    async with admin_client(settings) as admin:
+        response = await admin.delete_topics([topic])
+        for name, code, *_ in response.topic_error_codes:
+            if name != topic:
+                continue
+            if code == UNKNOWN_TOPIC_OR_PARTITION:
+                return False
+            if code != 0:
+                raise RuntimeError(f"could not delete topic {topic}: error {code}")
+        return True
+
+
+async def consumer_group_exists(settings: Settings, group: str) -> bool:
+    async with admin_client(settings) as admin:
+        return group in {g[0] for g in await admin.list_consumer_groups()}

@@ -9,6 +9,7 @@ from pathlib import Path
 import orjson
 import yaml
 
+from app.domain.status_summary import NO_LIVE_WORKER
 from app.settings import Settings
 from tests.support.kafka_io import read_json
 from tests.support.processes import run_cli
@@ -53,9 +54,12 @@ def test_job_round_trips_through_cli_and_topic(
 
     listed = run_cli(test_env, "jobs", "list")
     assert job_id in listed.out and "running" in listed.out
+    # No worker runs here: the real state says so, the wanted one is `running`.
+    assert NO_LIVE_WORKER in listed.out
 
     shown = orjson.loads(run_cli(test_env, "jobs", "show", job_id).out)
-    assert shown["state"] == "running"
+    assert shown["state"] == NO_LIVE_WORKER and shown["wanted"] == "running"
+    assert shown["workers"] == {}
     config = shown["config"]
     assert config["audiences"] == ["newsletter"]
     assert config["batch_size"] == 10 and config["worker_count"] == 5
@@ -67,12 +71,12 @@ def test_job_round_trips_through_cli_and_topic(
     assert records[0][1]["trigger_fields"] == ["email"]
 
     assert run_cli(test_env, "jobs", "stop", job_id).code == 0
-    assert orjson.loads(run_cli(test_env, "jobs", "show", job_id).out)["state"] == "stopped"
+    assert orjson.loads(run_cli(test_env, "jobs", "show", job_id).out)["wanted"] == "stopped"
     # Applying again keeps the stopped state: a config update is not a resume.
     assert "updated job" in run_cli(test_env, "jobs", "apply", str(tmp_path / "j.yaml")).out
-    assert orjson.loads(run_cli(test_env, "jobs", "show", job_id).out)["state"] == "stopped"
+    assert orjson.loads(run_cli(test_env, "jobs", "show", job_id).out)["wanted"] == "stopped"
     assert run_cli(test_env, "jobs", "resume", job_id).code == 0
-    assert orjson.loads(run_cli(test_env, "jobs", "show", job_id).out)["state"] == "running"
+    assert orjson.loads(run_cli(test_env, "jobs", "show", job_id).out)["wanted"] == "running"
 
 
 def test_invalid_job_exits_2_names_each_field_and_writes_nothing(

@@ -4,15 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from app.domain.limiter import AdjustableLimiter, share_of
-
-
-def test_share_of_worker_count_follows_owned_partitions() -> None:
-    assert share_of(20, 8, 8) == 20
-    assert share_of(20, 4, 8) + share_of(20, 4, 8) == 20
-    assert share_of(5, 3, 8) == 1  # floor, but never below one
-    assert share_of(5, 0, 8) == 1
-    assert share_of(5, 2, 0) == 1
+from app.domain.limiter import AdjustableLimiter
 
 
 async def test_limiter_bounds_concurrency_and_can_shrink() -> None:
@@ -32,3 +24,24 @@ async def test_limiter_bounds_concurrency_and_can_shrink() -> None:
     await asyncio.gather(*(work() for _ in range(5)))
     assert peak == 1
     assert limiter.active == 0
+
+
+from hypothesis import given  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from app.transport.worker_count_assignor import plan_shares  # noqa: E402
+
+
+@given(st.integers(1, 12), st.integers(0, 16), st.integers(1, 20))
+def test_shares_add_up_to_worker_count_and_never_leave_a_partition_unowned(
+    members: int, partitions: int, worker_count: int
+) -> None:
+    names = [f"m{i}" for i in range(members)]
+    shares = plan_shares(names, partitions, worker_count)
+    active = [m for m, s in shares.items() if s > 0]
+    if partitions == 0:
+        assert not active
+        return
+    assert sum(shares.values()) == worker_count
+    assert 1 <= len(active) <= min(members, partitions, worker_count)
+    assert all(s >= 1 for s in shares.values() if s)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from app.domain.status_summary import summarize_status
+from app.domain.status_summary import NO_LIVE_WORKER, summarize_status
 
 T0 = 1_700_000_000.0  # 2023-11-14T22:13:20Z
 
@@ -13,14 +13,17 @@ def rec(worker: str, state: str, **status: Any) -> dict[str, Any]:
     return {"worker_id": worker, "status": {"state": state, "since": T0, **status}}
 
 
-def test_desired_stopped_is_stopped() -> None:
+def test_state_is_the_real_one_and_wanted_the_desired_one() -> None:
+    # Stopped but a worker has not stopped yet: the real state is shown, with the wish.
     out = summarize_status("stopped", [rec("w1", "running")])
-    assert out["state"] == "stopped"
+    assert out["state"] == "running" and out["wanted"] == "stopped"
+    out = summarize_status("stopped", [rec("w1", "stopped")])
+    assert out["state"] == "stopped" and out["wanted"] == "stopped"
 
 
-def test_no_records_is_running() -> None:
+def test_no_records_is_no_live_worker() -> None:
     out = summarize_status("running", [])
-    assert out["state"] == "running"
+    assert out["state"] == NO_LIVE_WORKER
     assert out["workers"] == {}
 
 
