@@ -8,7 +8,10 @@ batches (see its docstring for why not through a Faust agent's per-message strea
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import io
 import logging
+import signal
 from typing import Any
 
 import faust
@@ -59,6 +62,8 @@ class WebhooksService(Service):  # type: ignore[misc]
         await self.input.start()
         await self.delivery.start()
         await self.backfill.start()
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, self.dump_diagnostics)
         log.info("delivery ready: %d job(s) running", len(self.delivery.deliveries))
 
     async def on_stop(self) -> None:
@@ -68,6 +73,16 @@ class WebhooksService(Service):  # type: ignore[misc]
         await self.delivery.stop()
         await self.router.stop()
         await self.registry.stop()
+
+    def dump_diagnostics(self) -> None:
+        """`kill -USR1 <pid>`: log each job's delivery state and every asyncio task's stack
+        (for the person on call when a worker looks stuck)."""
+        for job_id, job_delivery in self.delivery.deliveries.items():
+            log.warning("diagnostics: job %s: %s", job_id, job_delivery.diagnostics())
+        for task in asyncio.all_tasks():
+            out = io.StringIO()
+            task.print_stack(limit=8, file=out)
+            log.warning("diagnostics: task %s:\n%s", task.get_name(), out.getvalue())
 
     def _router_ready(self, partitions: set[int]) -> None:
         if not self.input.assigned_once.is_set():

@@ -23,6 +23,7 @@ from typing import Any
 import aiohttp
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.structs import OffsetAndMetadata
 
 from app.agents.auth_resolver import AuthResolver, AuthUnavailable
 from app.domain.batching import JobBatcher
@@ -80,6 +81,7 @@ class Item:
     offset: int
     event: QueuedEvent
     url: str
+    epoch: int  # which assignment of `tp` read it (see JobDelivery._epochs)
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -90,7 +92,7 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         await self.owner.release(revoked)
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
-        await self.owner.load_skips(assigned)
+        await self.owner.start_partitions(assigned)
         await self.owner.resize(assigned)
 
 
@@ -135,6 +137,12 @@ class JobDelivery:
         self._share = job.worker_count
         self._releasing: set[TopicPartition] = set()
         self._skip: dict[TopicPartition, set[int]] = {}
+        # Per assigned partition: the next offset to take (records below it, e.g. fetched
+        # before a rebalance and again after, are skipped) and the assignment's number (an
+        # item read under an earlier assignment is never counted under a later one).
+        self._next: dict[TopicPartition, int] = {}
+        self._epochs: dict[TopicPartition, int] = {}
+        self._epoch = 0
         self._last_commit: dict[TopicPartition, tuple[int, str]] = {}
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -206,6 +214,23 @@ class JobDelivery:
         )
         self._wake.set()
 
+    def diagnostics(self) -> dict[str, Any]:
+        """What `kill -USR1` logs for this job: where each partition's commit waits."""
+        consumer = self._consumer
+        assigned = consumer.assignment() if consumer is not None else set()
+        return {
+            "assigned": sorted(tp.partition for tp in assigned),
+            "paused": sorted(tp.partition for tp in consumer.paused()) if consumer else [],
+            "share": self._share,
+            "limit": self.limiter.limit,
+            "sending": len(self._sending),
+            "waiting": len(self.batcher),
+            "busy_keys": self.batcher.busy_keys,
+            "releasing": sorted(tp.partition for tp in self._releasing),
+            "tracker": self.tracker.diagnostics(),
+            "tasks_done": [t.get_name() for t in self._tasks if t.done()],
+        }
+
     def _set_share(self, share: int) -> None:
         self._share = max(1, share)
 
@@ -225,24 +250,40 @@ class JobDelivery:
         """Revoked partitions: their waiting events are left to the partitions' new owner."""
         for tp in revoked:
             self.tracker.forget(tp)
+            self._next.pop(tp, None)
+            self._epochs.pop(tp, None)
         gone = set(revoked)
         self.batcher.drop(lambda item: item.tp in gone)
 
-    async def load_skips(self, assigned: list[TopicPartition]) -> None:
-        """Read which offsets beyond each committed point were already delivered."""
-        if not assigned:
+    async def start_partitions(self, assigned: list[TopicPartition]) -> None:
+        """Seek each assigned partition to its committed offset (its beginning if none) and
+        read which offsets beyond it were already delivered (the commit's metadata)."""
+        consumer = self._consumer
+        if not assigned or consumer is None:
             return
+        committed: dict[TopicPartition, Any] = {}
         try:
             async with admin_client(self.settings) as admin:
                 committed = await admin.list_consumer_group_offsets(
                     self._group, partitions=assigned
                 )
-        except Exception as exc:  # skipping is an optimisation; without it we resend
+        except Exception as exc:  # fall back to the consumer's view, without metadata
             log.warning("job %s: could not read commit metadata: %s", self.job.id, exc)
-            return
-        for tp, meta in committed.items():
-            if meta is not None and meta.offset >= 0 and meta.metadata:
-                self._skip[tp] = decode_done(meta.offset, meta.metadata)
+            for tp in assigned:
+                offset = await consumer.committed(tp)
+                committed[tp] = OffsetAndMetadata(offset, "") if offset is not None else None
+        firsts = await consumer.beginning_offsets(assigned)
+        for tp in assigned:
+            meta = committed.get(tp)
+            start = firsts[tp]
+            if meta is not None and meta.offset >= 0:
+                start = max(meta.offset, start)
+                if meta.metadata:
+                    self._skip[tp] = decode_done(meta.offset, meta.metadata)
+            consumer.seek(tp, start)
+            self._next[tp] = start
+            self._epoch += 1
+            self._epochs[tp] = self._epoch
 
     # -- consuming -----------------------------------------------------------------------
 
@@ -262,35 +303,48 @@ class JobDelivery:
                 paused = False
             batches = await consumer.getmany(timeout_ms=100)
             for tp, messages in batches.items():
+                nxt = self._next.get(tp)
+                if nxt is None:
+                    continue  # not ours (any more): its owner reads it from the commit point
+                epoch = self._epochs[tp]
                 skip = self._skip.get(tp)
                 for msg in messages:
-                    self.tracker.started(tp, msg.offset)
+                    if msg.offset < nxt or not self.tracker.started(tp, msg.offset):
+                        continue  # fetched before, e.g. before a rebalance and again after
+                    nxt = msg.offset + 1
                     if skip and msg.offset in skip:
                         skip.discard(msg.offset)  # delivered before the restart
                         self.tracker.finished(tp, msg.offset)
                         continue
-                    await self._dispatch(tp, msg)
+                    await self._dispatch(tp, msg, epoch)
+                if self._epochs.get(tp) == epoch:
+                    self._next[tp] = nxt
             if batches:
                 self._wake.set()
 
-    async def _dispatch(self, tp: TopicPartition, msg: Any) -> None:
+    async def _dispatch(self, tp: TopicPartition, msg: Any, epoch: int) -> None:
         try:
             event = QueuedEvent.from_queue_record(msg.value, msg.timestamp)
         except (ValueError, KeyError, TypeError) as exc:
             await self._dead_letter([], f"unreadable queue record: {exc}", raw=msg.value)
-            self.tracker.finished(tp, msg.offset)
+            self._finished(tp, msg.offset, epoch)
             return
         try:
             url = await self._url_for(event)
         except TemplateError as exc:
             await self._dead_letter([event], f"url_template failed: {exc}")
-            self.tracker.finished(tp, msg.offset)
+            self._finished(tp, msg.offset, epoch)
             return
         except Exception as exc:  # whatever a template or a URL can make the code raise
             await self._dead_letter([event], f"url_template failed: {exception_text(exc)}")
-            self.tracker.finished(tp, msg.offset)
+            self._finished(tp, msg.offset, epoch)
             return
-        self.batcher.add(event.user_id, url, Item(tp, msg.offset, event, url), time.monotonic())
+        item = Item(tp, msg.offset, event, url, epoch)
+        self.batcher.add(event.user_id, url, item, time.monotonic())
+
+    def _finished(self, tp: TopicPartition, offset: int, epoch: int) -> None:
+        if self._epochs.get(tp) == epoch:  # else read under an earlier assignment: not ours
+            self.tracker.finished(tp, offset)
 
     async def _url_for(self, event: QueuedEvent) -> str:
         if self.job.url_template:
@@ -338,7 +392,7 @@ class JobDelivery:
 
     async def _send(self, batch: list[Item], keys: list[str]) -> None:
         try:
-            owned = [i for i in batch if self.tracker.owns(i.tp)]
+            owned = [i for i in batch if self._epochs.get(i.tp) == i.epoch]
             if owned:
                 try:
                     await self._deliver(owned)
@@ -347,7 +401,7 @@ class JobDelivery:
                 except Exception as exc:  # a bug or an input nobody foresaw: go on
                     await self._unexpected(owned, exc)
                 for item in owned:
-                    self.tracker.finished(item.tp, item.offset)
+                    self._finished(item.tp, item.offset, item.epoch)
         finally:
             self.batcher.done(keys)
 

@@ -72,6 +72,8 @@ def current_members(states: dict[bytes, bytes], job: JobConfig) -> list[Member]:
     """Users in any of the job's audiences right now, each once (first audience in job order)."""
     out = []
     for key, raw in states.items():
+        if key.startswith(b"\x00"):  # not a user: e.g. a baseline marker (domain/baselines)
+            continue
         state = UserState.from_bytes(raw)
         if state is None:
             continue

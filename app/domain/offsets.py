@@ -17,25 +17,40 @@ class OffsetTracker(Generic[P]):
 
     def __init__(self) -> None:
         self._pending: dict[P, deque[int]] = {}
+        self._tracked: dict[P, set[int]] = {}  # the same offsets as `_pending`, to look up
         self._done: dict[P, set[int]] = {}
         self._next: dict[P, int] = {}
         self.in_flight = 0
 
-    def started(self, part: P, offset: int) -> None:
-        self._pending.setdefault(part, deque()).append(offset)
+    def started(self, part: P, offset: int) -> bool:
+        """Track `offset`; False (and nothing tracked) for an offset not above every one
+        started before on `part`: a record fetched twice must not be tracked twice, or the
+        commit point would wait forever on its second copy."""
+        pending = self._pending.setdefault(part, deque())
         self._done.setdefault(part, set())
+        tracked = self._tracked.setdefault(part, set())
+        last = pending[-1] if pending else self._next.get(part, -1) - 1
+        if offset <= last:
+            return False
+        pending.append(offset)
+        tracked.add(offset)
         self.in_flight += 1
+        return True
 
     def finished(self, part: P, offset: int) -> None:
         done = self._done.get(part)
         if done is None:
             return  # the partition was revoked meanwhile; its new owner redelivers
+        tracked = self._tracked[part]
+        if offset not in tracked or offset in done:
+            return  # not in flight here (finished already, or of an earlier assignment)
         done.add(offset)
         self.in_flight -= 1
         pending = self._pending[part]
         while pending and pending[0] in done:
             head = pending.popleft()
             done.discard(head)
+            tracked.discard(head)
             self._next[part] = pending[0] if pending else head + 1
 
     def owns(self, part: P) -> bool:
@@ -44,8 +59,21 @@ class OffsetTracker(Generic[P]):
     def forget(self, part: P) -> None:
         pending = self._pending.pop(part, deque())
         done = self._done.pop(part, set())
+        self._tracked.pop(part, None)
         self.in_flight -= len(pending) - len(done)
         self._next.pop(part, None)
+
+    def diagnostics(self) -> dict[str, object]:
+        """Per partition: the head offset the commit waits on, how many pending and done."""
+        return {
+            str(part): {
+                "head": pending[0] if pending else None,
+                "pending": len(pending),
+                "done": len(self._done.get(part, ())),
+                "next": self._next.get(part),
+            }
+            for part, pending in self._pending.items()
+        } | {"in_flight": self.in_flight}
 
     def committable(self) -> dict[P, int]:
         """Per partition, the offset to commit (the next one to consume after a restart)."""

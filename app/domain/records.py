@@ -72,6 +72,8 @@ def parse_record(raw: bytes | None) -> UserRecord:
         user_id = str(user_id)
     if not isinstance(user_id, str) or not user_id:
         raise InvalidRecord("id: required non-empty string")
+    if "\x00" in user_id:
+        raise InvalidRecord("id: must not contain NUL characters")
     data = doc.get("data")
     if not isinstance(data, dict):
         raise InvalidRecord("data: required object")

@@ -70,9 +70,13 @@ def fingerprint(data: dict[str, Any], fields: Iterable[str]) -> str:
     change of every member.
     """
     names = list(fields)
-    tag = hashlib.blake2b(orjson.dumps(names), digest_size=4).hexdigest()
     values = orjson.dumps([data.get(f) for f in names], option=orjson.OPT_SORT_KEYS)
-    return f"{tag}:{hashlib.blake2b(values, digest_size=12).hexdigest()}"
+    return f"{field_tag(names)}:{hashlib.blake2b(values, digest_size=12).hexdigest()}"
+
+
+def field_tag(fields: Iterable[str]) -> str:
+    """The tag of a list of trigger fields (the part of a fingerprint before the colon)."""
+    return hashlib.blake2b(orjson.dumps(list(fields)), digest_size=4).hexdigest()
 
 
 def _same_fields(old: str, new: str) -> bool:

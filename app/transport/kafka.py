@@ -233,13 +233,24 @@ async def read_offsets(
 ) -> dict[int, bytes | None]:
     """The values at `offsets` of one partition, read in one sequential pass; offsets no
     longer in the log (retention) are left out."""
+    out: dict[int, bytes | None] = {}
+    async for chunk in iter_offsets(settings, topic, partition, offsets, timeout_s):
+        out.update(chunk)
+    return out
+
+
+async def iter_offsets(
+    settings: Settings, topic: str, partition: int, offsets: set[int], timeout_s: float = 300.0
+) -> AsyncIterator[list[tuple[int, bytes | None]]]:
+    """`read_offsets` in chunks of (offset, value), so a caller need not hold them all."""
     if not offsets:
-        return {}
+        return
     consumer = AIOKafkaConsumer(
         bootstrap_servers=settings.bootstrap_servers,
         enable_auto_commit=False,
         request_timeout_ms=15000,
         max_partition_fetch_bytes=4 * 1024 * 1024,
+        fetch_max_bytes=16 * 1024 * 1024,
     )
     await consumer.start()
     try:
@@ -247,17 +258,15 @@ async def read_offsets(
         consumer.assign([tp])
         first = max(min(offsets), (await consumer.beginning_offsets([tp]))[tp])
         last = min(max(offsets), (await consumer.end_offsets([tp]))[tp] - 1)
-        out: dict[int, bytes | None] = {}
         if first > last:
-            return out
+            return
         consumer.seek(tp, first)
         async with asyncio.timeout(timeout_s):
             while await consumer.position(tp) <= last:
-                batch = await consumer.getmany(tp, timeout_ms=500, max_records=5000)
-                for message in batch.get(tp, []):
-                    if message.offset in offsets:
-                        out[message.offset] = message.value
-        return out
+                batch = await consumer.getmany(tp, timeout_ms=500, max_records=10_000)
+                chunk = [(m.offset, m.value) for m in batch.get(tp, []) if m.offset in offsets]
+                if chunk:
+                    yield chunk
     finally:
         await consumer.stop()
 
