@@ -34,6 +34,8 @@ class Settings(BaseSettings):
     """Default output stream of enrichment jobs."""
     status_topic: str = "webhook-job-status"
     """Compacted topic of job statuses, one record per job and worker."""
+    job_log_topic: str = "webhook-job-logs"
+    """Job logs (`webhooks jobs logs ID`): key = job id; kept 7 days or 256 MiB a partition."""
     worker_id: str = Field(default_factory=socket.gethostname)
     """This worker's name in job statuses; keep it stable across restarts."""
     backfills_topic: str = "webhook-backfills"

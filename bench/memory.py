@@ -162,6 +162,7 @@ async def main() -> None:
         "WEBHOOKS_AUTHORIZATIONS_TOPIC": f"bench-mem-auth-{tag}",
         "WEBHOOKS_DEADLETTER_TOPIC": f"bench-mem-dead-{tag}",
         "WEBHOOKS_STATUS_TOPIC": f"bench-mem-status-{tag}",
+        "WEBHOOKS_JOB_LOG_TOPIC": f"bench-mem-joblog-{tag}",
         "WEBHOOKS_BACKFILLS_TOPIC": f"bench-mem-bf-{tag}",
         "WEBHOOKS_BACKFILL_PROGRESS_TOPIC": f"bench-mem-bfp-{tag}",
         "WEBHOOKS_ENRICHMENT_TOPIC": f"bench-mem-enrich-{tag}",

@@ -68,6 +68,7 @@ def test_env(kafka: str, tmp_path: Path, local_tls: LocalTLS) -> dict[str, str]:
         "WEBHOOKS_AUTHORIZATIONS_TOPIC": f"webhook-authorizations-{tag}",
         "WEBHOOKS_DEADLETTER_TOPIC": f"webhook-deadletter-{tag}",
         "WEBHOOKS_STATUS_TOPIC": f"webhook-job-status-{tag}",
+        "WEBHOOKS_JOB_LOG_TOPIC": f"webhook-job-logs-{tag}",
         "WEBHOOKS_BACKFILLS_TOPIC": f"webhook-backfills-{tag}",
         "WEBHOOKS_BACKFILL_PROGRESS_TOPIC": f"webhook-backfill-progress-{tag}",
         "WEBHOOKS_WORKER_ID": f"worker-{tag}",

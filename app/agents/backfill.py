@@ -36,6 +36,7 @@ from app.domain.records import UserRecord, parse_record
 from app.settings import Settings
 from app.topic_catalog import state_changelog_topic
 from app.transport.batch_producer import BatchWriter
+from app.transport.job_log import JobLog
 from app.transport.kafka import (
     cancel_and_wait,
     durable_producer,
@@ -56,10 +57,12 @@ class BackfillRunner:
         self._producer: AIOKafkaProducer | None = None
         self._task: asyncio.Task[None] | None = None
         self._partitions: dict[str, int] = {}
+        self._joblog: JobLog | None = None
 
     async def start(self) -> None:
         self._producer = durable_producer(self.settings, max_batch_size=1024 * 1024)
         await self._producer.start()
+        self._joblog = JobLog(self.settings, self._producer)
         self._consumer = AIOKafkaConsumer(
             self.settings.backfills_topic,
             bootstrap_servers=self.settings.bootstrap_servers,
@@ -121,6 +124,19 @@ class BackfillRunner:
         partitions = sorted(await self._producer.partitions_for(changelog))
         progress.total_partitions = len(partitions)
         log.info("backfill %s of job %s: %d partition(s)", request_id, job_id, len(partitions))
+        assert self._joblog is not None
+        await self._joblog.write(
+            job_id,
+            "backfill",
+            f"backfill {request_id} started on worker {self.settings.worker_id}"
+            + (
+                f" (resumed, {len(progress.partitions_done)} partition(s) done)"
+                if progress.partitions_done
+                else ""
+            ),
+            request_id=request_id,
+            members=progress.members_sent,
+        )
         for partition in partitions:
             if partition in progress.partitions_done:
                 continue
@@ -136,6 +152,13 @@ class BackfillRunner:
         await self._write_progress(job_id, progress)
         log.info(
             "backfill %s of job %s done: %d member(s)", request_id, job_id, progress.members_sent
+        )
+        await self._joblog.write(
+            job_id,
+            "backfill",
+            f"backfill {request_id} done: {progress.members_sent} member(s) sent",
+            request_id=request_id,
+            members=progress.members_sent,
         )
 
     async def _backfill_partition(

@@ -35,6 +35,7 @@ from app.domain.enrichment import (
     enrichment_body,
     enrichment_item,
 )
+from app.domain.job_log import iso
 from app.domain.job_state import JobRetrySchedule, JobStateMachine, JobStatus
 from app.domain.jobs import JobConfig, StoredJob
 from app.domain.limiter import AdjustableLimiter
@@ -44,11 +45,13 @@ from app.domain.redaction import Redactor
 from app.domain.retry import Outcome, RetryPolicy, classify
 from app.domain.retry_after import retry_after_until
 from app.domain.secrets import SecretBox
+from app.domain.status_summary import config_version
 from app.domain.templates import TemplateError, url_from_template
 from app.domain.urls import merge_params
 from app.settings import Settings
 from app.topic_catalog import enrichment_topic_spec
 from app.transport.http import WebhookClient, exception_text
+from app.transport.job_log import JobLog
 from app.transport.kafka import (
     admin_client,
     cancel_and_wait,
@@ -108,8 +111,10 @@ class JobDelivery:
         producer: AIOKafkaProducer,
         status: JobStatus,
         templates: TemplateRunner,
+        joblog: JobLog,
     ) -> None:
         self.job = job
+        self.joblog = joblog
         self.templates = templates
         self.settings = settings
         self.auths = auths
@@ -423,6 +428,9 @@ class JobDelivery:
             reason,
             trace,
         )
+        await self.joblog.write(
+            self.job.id, "error", f"unexpected error: {reason}", reason=reason, events=len(ids)
+        )
         await self._dead_letter([i.event for i in batch], f"delivery failed unexpectedly: {reason}")
 
     def _check_owned(self, items: list[Item]) -> None:
@@ -516,6 +524,9 @@ class JobDelivery:
                     self.machine.error_now(time.time(), reason, status)
                     self.status_changed = True
                     log.error("job %s: %s", self.job.id, reason)
+                    await self.joblog.write(
+                        self.job.id, "error", reason, reason=reason, status=status, attempt=attempt
+                    )
                     continue
             except (aiohttp.ClientError, OSError, TimeoutError, AuthUnavailable) as exc:
                 reason = redactor.text(exception_text(exc))
@@ -563,6 +574,17 @@ class JobDelivery:
                 reason[:200],
                 attempt,
                 delay,
+            )
+            await self.joblog.write(
+                self.job.id,
+                "error",
+                f"request of {len(events)} event(s) failed: {reason}; retry {attempt} "
+                f"in {delay:.1f} s",
+                reason=reason,
+                status=status,
+                attempt=attempt,
+                retry_in_s=round(delay, 3),
+                events=len(events),
             )
             until = time.monotonic() + delay
             while time.monotonic() < until:
@@ -613,10 +635,19 @@ class JobDelivery:
                     for doc in docs
                 ]
                 await asyncio.gather(*acks)
-                self.machine.omitted(len(docs))
+                self.machine.omitted(len(docs), time.time(), reason, status)
                 self.status_changed = True
                 log.info(
                     "job %s: %d event(s) dead-lettered: %s", self.job.id, len(docs), reason[:200]
+                )
+                await self.joblog.write(
+                    self.job.id,
+                    "omitted",
+                    f"{len(docs)} event(s) omitted: {reason}",
+                    reason=reason,
+                    status=status,
+                    events=len(docs),
+                    event_ids=[e.event_id for e in events],
                 )
                 return
             except Exception as exc:
@@ -634,6 +665,8 @@ class DeliveryManager:
         self.client = WebhookClient(settings)
         self.templates = TemplateRunner(settings.template_processes, settings.template_timeout_s)
         self.producer: AIOKafkaProducer | None = None
+        self.joblog: JobLog | None = None
+        self._logged_states: dict[str, str] = {}  # job id -> state last written to its log
         self.deliveries: dict[str, JobDelivery] = {}
         self.statuses: dict[str, JobStatus] = {}
         self._resumed_at: dict[str, float] = {}
@@ -650,7 +683,9 @@ class DeliveryManager:
         await self.client.start()
         self.producer = durable_producer(self.settings)
         await self.producer.start()
+        self.joblog = JobLog(self.settings, self.producer)
         self.statuses = await self._load_statuses()
+        self._logged_states = {job_id: st.state for job_id, st in self.statuses.items()}
         self.registry.subscribe(lambda job_id, _job: self._changes.put_nowait(job_id))
         await self.registry.ready.wait()
         for job_id in list(self.statuses):
@@ -673,6 +708,8 @@ class DeliveryManager:
         with contextlib.suppress(Exception):
             # A last record per job, marked final: this worker drops out of statuses at once.
             await self._write_statuses(final=True)
+        if self.joblog is not None:
+            await self.joblog.flush()
         if self.producer is not None:
             await self.producer.stop()
         await self.client.close()
@@ -715,6 +752,7 @@ class DeliveryManager:
             if delivery.status_changed:
                 delivery.status_changed = False
                 self._dirty.add(job_id)
+        await self._log_transitions()
         if final or time.monotonic() - self._last_heartbeat >= self.settings.status_heartbeat_s:
             self._dirty |= set(self.statuses)
             self._last_heartbeat = time.monotonic()
@@ -740,6 +778,26 @@ class DeliveryManager:
             self._dirty |= dirty
             raise
 
+    async def _log_transitions(self) -> None:
+        """A `state` entry in the job log for every state change since the last look."""
+        assert self.joblog is not None
+        for job_id, status in list(self.statuses.items()):
+            before = self._logged_states.get(job_id)
+            if before == status.state:
+                continue
+            self._logged_states[job_id] = status.state
+            if before is None and status.state == "running":
+                continue  # a new job: its `delivery` entry says so
+            reason = _transition_reason(status)
+            await self.joblog.write(
+                job_id,
+                "state",
+                f"{before or 'new'} -> {status.state}" + (f": {reason}" if reason else ""),
+                **{"from": before, "to": status.state},
+                reason=reason,
+                next_run=iso(status.next_run),
+            )
+
     async def _follow(self) -> None:
         while True:
             job_id = await self._changes.get()
@@ -763,6 +821,7 @@ class DeliveryManager:
             await current.stop()
             del self.deliveries[job_id]
             current = None
+            await self._log(job_id, f"delivery stopped on worker {self.settings.worker_id}")
         now = time.time()
         if stored is None:
             self._resumed_at.pop(job_id, None)
@@ -770,9 +829,9 @@ class DeliveryManager:
             if self.statuses.pop(job_id, None) is not None:
                 self._dirty.add(job_id)  # a tombstone for the deleted job's status
             log.info("job %s deleted: delivery stopped", job_id)
+            await self._log(job_id, f"job deleted: worker {self.settings.worker_id} forgot it")
+            self._logged_states.pop(job_id, None)
             return
-        from app.domain.status_summary import config_version
-
         status = self.statuses.setdefault(job_id, JobStatus(since=now))
         if not wanted:
             self._versions[job_id] = config_version(stored.config.to_json_dict())
@@ -781,7 +840,7 @@ class DeliveryManager:
                 status.state, status.since, status.next_run = "stopped", now, None
             return
         if current is None:
-            assert self.producer is not None
+            assert self.producer is not None and self.joblog is not None
             delivery = JobDelivery(
                 stored.config,
                 self.settings,
@@ -790,11 +849,35 @@ class DeliveryManager:
                 self.producer,
                 status,
                 self.templates,
+                self.joblog,
             )
             if status.state == "stopped" or resumed_at > status.since:
                 delivery.machine.resume(now)
             self._resumed_at[job_id] = resumed_at
             await delivery.start()
             self.deliveries[job_id] = delivery
+            version = config_version(stored.config.to_json_dict())
+            await self._log(
+                job_id,
+                f"delivery started on worker {self.settings.worker_id} (version {version})",
+                version=version,
+            )
         self._versions[job_id] = config_version(stored.config.to_json_dict())
         self._dirty.add(job_id)  # report the version now, not at the next heartbeat
+
+    async def _log(self, job_id: str, message: str, **details: Any) -> None:
+        if self.joblog is not None:
+            await self.joblog.write(job_id, "delivery", message, **details)
+
+
+def _transition_reason(status: JobStatus) -> str | None:
+    """Why a job is in its state, for its log: the last error, a Retry-After, a resume."""
+    if status.state in ("error", "failed") and status.last_error is not None:
+        code = f"HTTP {status.last_error.status}: " if status.last_error.status else ""
+        reason = status.last_error.reason
+        return reason if reason.startswith("HTTP") else code + reason
+    if status.state == "sleeping":
+        return "the endpoint asked to wait (Retry-After)"
+    if status.state == "stopped":
+        return "stopped by the user"
+    return None

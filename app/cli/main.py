@@ -11,6 +11,7 @@ import asyncio
 import functools
 import logging
 import sys
+import time
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
@@ -22,9 +23,11 @@ from app.cli import auth_commands, job_commands
 from app.cli.auth_commands import KeyProblem
 from app.cli.files import ConfigFileError
 from app.domain.errors import ConfigError
+from app.domain.job_log import parse_since
 from app.domain.secrets import SecretBox, generate_key
 from app.settings import get_settings
 from app.topic_catalog import load_catalog
+from app.transport.job_log import read_job_log
 from app.transport.kafka import BrokerUnavailable, ensure_topics
 
 T = TypeVar("T")
@@ -185,6 +188,34 @@ async def jobs_delete(job_id: str, force: bool) -> None:
     Refused (exit 1) while its queue holds undelivered events, unless --force."""
     for line in await job_commands.delete(get_settings(), job_id, force):
         click.echo(line)
+
+
+@jobs.command("logs")
+@click.argument("job_id")
+@click.option("--follow", "-f", is_flag=True, help="Keep printing new entries until interrupted.")
+@click.option(
+    "--since",
+    metavar="WHEN",
+    help="Only entries from WHEN on: a duration back (90s, 10m, 2h, 7d) or an RFC 3339 time.",
+)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+@run_async
+async def jobs_logs(job_id: str, follow: bool, since: str | None, as_json: bool) -> None:
+    """What happened to a job, oldest first: state changes with their reason, omitted
+    requests (status, reason, events, event ids), errors, backfills, workers starting and
+    stopping it. Kept 7 days (or 256 MiB a partition of the job-log topic)."""
+    try:
+        start = parse_since(since, time.time()) if since else None
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--since") from None
+    count = 0
+    async for item in read_job_log(get_settings(), job_id, start, follow):
+        click.echo(orjson.dumps(item.to_json_dict()).decode() if as_json else item.line())
+        count += 1
+    if count == 0:
+        click.echo(
+            f"no log entries for job {job_id}" + (f" since {since}" if since else ""), err=True
+        )
 
 
 @jobs.command("stop")

@@ -45,6 +45,16 @@ class LastError:
 
 
 @dataclass(slots=True)
+class Omission:
+    """The latest events dead-lettered instead of delivered (`jobs show` names it)."""
+
+    at: float
+    reason: str
+    status: int | None = None
+    events: int = 0
+
+
+@dataclass(slots=True)
 class JobStatus:
     """What `webhooks jobs show` reports, and what survives a restart."""
 
@@ -56,6 +66,7 @@ class JobStatus:
     error_since: float | None = None
     last_error: LastError | None = None
     counters: Counters = field(default_factory=Counters)
+    last_omission: Omission | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -63,6 +74,7 @@ class JobStatus:
     @classmethod
     def from_dict(cls, doc: dict[str, Any]) -> JobStatus:
         last = doc.get("last_error")
+        omission = doc.get("last_omission")
         return cls(
             state=doc.get("state", "running"),
             since=float(doc.get("since", 0.0)),
@@ -72,6 +84,7 @@ class JobStatus:
             error_since=doc.get("error_since"),
             last_error=LastError(**last) if last else None,
             counters=Counters(**doc.get("counters", {})),
+            last_omission=Omission(**omission) if omission else None,
         )
 
 
@@ -123,8 +136,12 @@ class JobStateMachine:
         if st.state != "running":
             self._enter("running", now, None)
 
-    def omitted(self, events: int) -> None:
+    def omitted(
+        self, events: int, now: float = 0.0, reason: str = "", status: int | None = None
+    ) -> None:
         self.status.counters.omitted_events += events
+        if reason:
+            self.status.last_omission = Omission(now, reason[:EXCERPT_CHARS], status, events)
 
     def failed(self, now: float, reason: str, status: int | None = None) -> None:
         """A request failed (non-2xx to retry, or a transport error)."""

@@ -86,6 +86,8 @@ def summarize_status(
     counters = {
         name: sum(int(s.get("counters", {}).get(name, 0)) for s in statuses) for name in COUNTERS
     }
+    omissions = [s["last_omission"] for s in statuses if s.get("last_omission")]
+    last_omission = max(omissions, key=lambda e: e.get("at", 0.0)) if omissions else None
     errors = [s["last_error"] for s in statuses if s.get("last_error")]
     last_error = max(errors, key=lambda e: e.get("at", 0.0)) if errors else None
     live = live_records(records, now, stale_after_s)
@@ -115,6 +117,16 @@ def summarize_status(
                 "reason": last_error.get("reason"),
             }
             if last_error
+            else None
+        ),
+        "last_omission": (
+            {
+                "at": iso(last_omission.get("at")),
+                "status": last_omission.get("status"),
+                "events": last_omission.get("events"),
+                "reason": last_omission.get("reason"),
+            }
+            if last_omission
             else None
         ),
         "workers": {r.get("worker_id", "?"): r["status"].get("state") for r in live},

@@ -1,0 +1,117 @@
+"""Job logs (product doc: omitted requests are "not retried, but the cause is logged in the
+job logs"). Pure: the entry format, its text rendering and `--since` parsing.
+
+One entry per thing that happened to a job on a worker, kept on the job-log topic (key: job
+id, so a job's entries stay in order on one partition; bounded retention):
+
+- `state`: the job's state changed (`from`, `to`, `reason`, `next_run`);
+- `omitted`: events were dead-lettered instead of delivered (`reason`, `status`, `events`,
+  `event_ids`, the first `MAX_EVENT_IDS` of them);
+- `error`: a request attempt failed and will be retried (`reason`, `status`, `attempt`,
+  `retry_in_s`), or something failed that the worker did not expect;
+- `backfill`: a backfill started or ended (`request_id`, `members`);
+- `delivery`: a worker started or stopped running the job (`version`), or it was deleted.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+KINDS = ("state", "omitted", "error", "backfill", "delivery")
+MAX_MESSAGE_CHARS = 2000
+MAX_EVENT_IDS = 100
+
+
+@dataclass(frozen=True, slots=True)
+class JobLogEntry:
+    job_id: str
+    time: float  # unix seconds
+    worker_id: str
+    kind: str
+    message: str
+    details: dict[str, Any]
+
+    def to_json_dict(self) -> dict[str, Any]:
+        return {
+            "job_id": self.job_id,
+            "time": iso(self.time),
+            "ts": self.time,
+            "worker_id": self.worker_id,
+            "kind": self.kind,
+            "message": self.message,
+            **self.details,
+        }
+
+    def to_bytes(self) -> bytes:
+        return orjson.dumps(self.to_json_dict())
+
+    def line(self) -> str:
+        """One line for a terminal: time, worker, kind, message."""
+        return f"{iso(self.time)}  {self.worker_id}  {self.kind:<8}  {self.message}"
+
+
+def entry(
+    job_id: str, worker_id: str, kind: str, message: str, now: float, **details: Any
+) -> JobLogEntry:
+    """A bounded entry: the message is cut at `MAX_MESSAGE_CHARS`, event ids at
+    `MAX_EVENT_IDS` (their full count stays in `events`)."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown job log kind {kind!r}")
+    ids = details.get("event_ids")
+    if isinstance(ids, list) and len(ids) > MAX_EVENT_IDS:
+        details["event_ids"] = ids[:MAX_EVENT_IDS]
+    return JobLogEntry(job_id, now, worker_id, kind, message[:MAX_MESSAGE_CHARS], details)
+
+
+def parse_entry(raw: bytes | None) -> JobLogEntry | None:
+    """An entry read back; None for a record that is not one (never raises)."""
+    if not raw:
+        return None
+    try:
+        doc = orjson.loads(raw)
+        if not isinstance(doc, dict):
+            return None
+        fixed = {"job_id", "time", "ts", "worker_id", "kind", "message"}
+        return JobLogEntry(
+            job_id=str(doc["job_id"]),
+            time=float(doc["ts"]),
+            worker_id=str(doc.get("worker_id", "?")),
+            kind=str(doc.get("kind", "?")),
+            message=str(doc.get("message", "")),
+            details={k: v for k, v in doc.items() if k not in fixed},
+        )
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def iso(ts: float | None) -> str | None:
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_since(text: str, now: float) -> float:
+    """`--since`: a duration back from now (`90s`, `10m`, `2h`, `7d`) or an RFC 3339 time;
+    returns unix seconds. ValueError names what is wrong."""
+    text = text.strip()
+    m = _DURATION.match(text)
+    if m:
+        return now - float(m[1]) * _UNITS[m[2]]
+    try:
+        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(
+            f"--since {text!r}: expected a duration like 10m, 2h, 7d or an RFC 3339 time"
+        ) from None
+    if when.tzinfo is None:
+        raise ValueError(f"--since {text!r}: an RFC 3339 time needs a zone (e.g. Z)")
+    return when.timestamp()
