@@ -27,7 +27,7 @@ import yaml
 from aiokafka import AIOKafkaProducer
 
 from app.settings import Settings
-from bench.memory import BIN, PARTITIONS, ROOT, drained, produce, rss_mib
+from bench.memory import BIN, PARTITIONS, ROOT, bench_env, drained, produce, rss_mib
 
 LINE = re.compile(
     r"baselines established for job\(s\) .* on input partition (\d+): (\d+) of (\d+) "
@@ -57,20 +57,7 @@ async def main() -> None:
     workdir = ROOT / ".cache" / f"bench-baselines-{tag}"
     workdir.mkdir(parents=True)
     env = {
-        "WEBHOOKS_KAFKA_BOOTSTRAP": args.bootstrap,
-        "WEBHOOKS_APP_ID": f"bench-bl-{tag}",
-        "WEBHOOKS_INPUT_TOPIC": f"bench-bl-in-{tag}",
-        "WEBHOOKS_JOBS_TOPIC": f"bench-bl-jobs-{tag}",
-        "WEBHOOKS_AUTHORIZATIONS_TOPIC": f"bench-bl-auth-{tag}",
-        "WEBHOOKS_DEADLETTER_TOPIC": f"bench-bl-dead-{tag}",
-        "WEBHOOKS_STATUS_TOPIC": f"bench-bl-status-{tag}",
-        "WEBHOOKS_JOB_LOG_TOPIC": f"bench-bl-joblog-{tag}",
-        "WEBHOOKS_BACKFILLS_TOPIC": f"bench-bl-bf-{tag}",
-        "WEBHOOKS_BACKFILL_PROGRESS_TOPIC": f"bench-bl-bfp-{tag}",
-        "WEBHOOKS_ENRICHMENT_TOPIC": f"bench-bl-enrich-{tag}",
-        "WEBHOOKS_INPUT_PARTITIONS": str(PARTITIONS),
-        "WEBHOOKS_DATA_DIR": str(workdir / "data"),
-        "WEBHOOKS_WORKER_ID": "bench",
+        **bench_env("bl", tag, workdir, args.bootstrap),
         "WEBHOOKS_ALLOWED_PRIVATE_NETS": "127.0.0.0/8",
     }
     settings = Settings.model_validate(

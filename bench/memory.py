@@ -144,6 +144,29 @@ async def run_worker(env: dict[str, str], log_path: Path) -> dict[str, float]:
     }
 
 
+def bench_env(prefix: str, tag: str, workdir: Path, bootstrap: str) -> dict[str, str]:
+    """A worker environment with its own topics, groups and data dir (`bench-PREFIX-*-TAG`)."""
+    topics = {
+        "INPUT": "in",
+        "JOBS": "jobs",
+        "AUTHORIZATIONS": "auth",
+        "DEADLETTER": "dead",
+        "STATUS": "status",
+        "JOB_LOG": "joblog",
+        "BACKFILLS": "bf",
+        "BACKFILL_PROGRESS": "bfp",
+        "ENRICHMENT": "enrich",
+    }
+    return {
+        "WEBHOOKS_KAFKA_BOOTSTRAP": bootstrap,
+        "WEBHOOKS_APP_ID": f"bench-{prefix}-{tag}",
+        **{f"WEBHOOKS_{k}_TOPIC": f"bench-{prefix}-{v}-{tag}" for k, v in topics.items()},
+        "WEBHOOKS_INPUT_PARTITIONS": str(PARTITIONS),
+        "WEBHOOKS_DATA_DIR": str(workdir / "data"),
+        "WEBHOOKS_WORKER_ID": "bench",
+    }
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--records", type=int, default=1_000_000)
@@ -154,22 +177,7 @@ async def main() -> None:
     tag = uuid.uuid4().hex[:8]
     workdir = ROOT / ".cache" / f"bench-memory-{tag}"
     workdir.mkdir(parents=True)
-    env = {
-        "WEBHOOKS_KAFKA_BOOTSTRAP": args.bootstrap,
-        "WEBHOOKS_APP_ID": f"bench-mem-{tag}",
-        "WEBHOOKS_INPUT_TOPIC": f"bench-mem-in-{tag}",
-        "WEBHOOKS_JOBS_TOPIC": f"bench-mem-jobs-{tag}",
-        "WEBHOOKS_AUTHORIZATIONS_TOPIC": f"bench-mem-auth-{tag}",
-        "WEBHOOKS_DEADLETTER_TOPIC": f"bench-mem-dead-{tag}",
-        "WEBHOOKS_STATUS_TOPIC": f"bench-mem-status-{tag}",
-        "WEBHOOKS_JOB_LOG_TOPIC": f"bench-mem-joblog-{tag}",
-        "WEBHOOKS_BACKFILLS_TOPIC": f"bench-mem-bf-{tag}",
-        "WEBHOOKS_BACKFILL_PROGRESS_TOPIC": f"bench-mem-bfp-{tag}",
-        "WEBHOOKS_ENRICHMENT_TOPIC": f"bench-mem-enrich-{tag}",
-        "WEBHOOKS_INPUT_PARTITIONS": str(PARTITIONS),
-        "WEBHOOKS_DATA_DIR": str(workdir / "data"),
-        "WEBHOOKS_WORKER_ID": "bench",
-    }
+    env = bench_env("mem", tag, workdir, args.bootstrap)
     settings = Settings.model_validate(
         {k.removeprefix("WEBHOOKS_").lower(): v for k, v in env.items()}
     )
