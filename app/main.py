@@ -17,9 +17,9 @@ from typing import Any
 import faust
 from mode import Service
 
-from app.agents.backfill import BackfillRunner
-from app.agents.delivery import DeliveryManager
-from app.agents.router import Router
+from app.agents.backfill_service import BackfillService
+from app.agents.delivery_service import DeliveryService
+from app.agents.router_service import RouterService
 from app.settings import Settings, get_settings
 from app.topic_catalog import state_changelog_topic
 from app.transport.input_consumer import InputConsumer
@@ -37,14 +37,14 @@ class WebhooksService(Service):  # type: ignore[misc]
         self,
         settings: Settings,
         registry: ConfigRegistry,
-        delivery: DeliveryManager,
-        backfill: BackfillRunner,
+        delivery: DeliveryService,
+        backfill: BackfillService,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.registry = registry
         self.store = StateStore(settings, state_changelog_topic(settings))
-        self.router = Router(settings, registry, self.store)
+        self.router = RouterService(settings, registry, self.store)
         self.input = InputConsumer(
             settings, self.router, self.store, on_fatal=self._fatal, on_ready=self._router_ready
         )
@@ -118,8 +118,8 @@ def create_app(settings: Settings) -> Any:
         broker_heartbeat_interval=max(1.0, settings.kafka_session_timeout_s / 4),
     )
     registry = ConfigRegistry(settings)
-    delivery = DeliveryManager(settings, registry)
-    backfill = BackfillRunner(settings, registry)
+    delivery = DeliveryService(settings, registry)
+    backfill = BackfillService(settings, registry)
     service = WebhooksService(
         settings, registry, delivery, backfill, loop=app.loop, beacon=app.beacon
     )

@@ -57,7 +57,8 @@ class Settings(BaseSettings):
     """Replication factor of the topics the service creates (3 on a production cluster)."""
     secret_key: SecretStr | None = None
     """Key that encrypts stored secrets: `awk1:` + 32 random bytes in URL-safe base64
-    (`webhooks secret-key generate`); a legacy passphrase of 16+ characters still works."""
+    (`webhooks secret-key generate`); the AES-256-GCM key is derived from it with
+    HKDF-SHA256 (`app/domain/secrets.py`). A legacy passphrase of 16+ characters still works."""
     secret_key_previous: SecretStr | None = None
     """Earlier keys, comma separated, used only to read secrets (key rotation)."""
     ca_bundle: Path | None = None

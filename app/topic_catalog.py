@@ -1,4 +1,5 @@
-"""The declared topics under `topics/`: name, partitions, cleanup policy, value schema."""
+"""The declared topics under `topics/` (name, partitions, cleanup policy, value schema) and
+the names of the service's other Kafka things (consumer groups): one home for each name."""
 
 from __future__ import annotations
 
@@ -59,23 +60,36 @@ def state_changelog_topic(settings: Settings) -> str:
     return f"{settings.app_id}-user-state-changelog"
 
 
+def delivery_group(settings: Settings, job_id: str) -> str:
+    """The consumer group through which the workers deliver a job's queue."""
+    return f"{settings.app_id}-delivery-{job_id}"
+
+
 def queue_topic_spec(settings: Settings, topic: str) -> TopicSpec:
-    """A job's queue: its durable backlog, keyed by user id."""
+    """A job's queue: its durable backlog, keyed by user id (`topics/webhook-queue-JOB_ID.json`)."""
+    doc = _declared("webhook-queue-JOB_ID.json")
     return TopicSpec(
         name=topic,
         partitions=settings.queue_partitions,
-        cleanup_policy="delete",
-        config={"retention.ms": str(14 * 24 * 3600 * 1000)},
+        cleanup_policy=doc["cleanup_policy"],
+        config={k: str(v) for k, v in doc.get("config", {}).items()},
         description="per-job queue",
     )
 
 
 def enrichment_topic_spec(settings: Settings, topic: str) -> TopicSpec:
-    """An enrichment job's output stream (created when missing)."""
+    """An enrichment job's output stream, created when missing; declared config of
+    `topics/webhook_enrichment.json` whatever its name."""
+    doc = _declared("webhook_enrichment.json")
     return TopicSpec(
         name=topic,
         partitions=settings.queue_partitions,
-        cleanup_policy="delete",
-        config={"retention.ms": str(7 * 24 * 3600 * 1000)},
+        cleanup_policy=doc["cleanup_policy"],
+        config={k: str(v) for k, v in doc.get("config", {}).items()},
         description="enrichment answers",
     )
+
+
+def _declared(filename: str, directory: Path = TOPICS_DIR) -> dict[str, Any]:
+    doc: dict[str, Any] = json.loads((directory / filename).read_text())
+    return doc

@@ -28,7 +28,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from app.settings import Settings
 from app.transport.input_consumer import router_group
-from app.transport.kafka import admin_client
+from app.transport.kafka_admin import admin_client
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 import uuid
 from collections.abc import Sequence
@@ -14,10 +13,11 @@ import orjson
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from app.cli.files import load_documents
-from app.domain.deadletters import utc_now_rfc3339
+from app.domain.backfill import backfill_request
 from app.domain.destinations import Network
 from app.domain.errors import ConfigError, FieldProblem
 from app.domain.jobs import JobConfig, StoredJob, parse_job_config
+from app.domain.status_record import decode_status_record, split_status_key
 from app.domain.status_summary import (
     config_version,
     live_records,
@@ -26,15 +26,15 @@ from app.domain.status_summary import (
     summarize_status,
     workers_behind,
 )
+from app.domain.timefmt import utc_now_rfc3339
 from app.settings import Settings
-from app.topic_catalog import enrichment_topic_spec, queue_topic_spec
-from app.transport.kafka import (
+from app.topic_catalog import delivery_group, enrichment_topic_spec, queue_topic_spec
+from app.transport.kafka import read_compacted, write_record
+from app.transport.kafka_admin import (
     consumer_lag,
     delete_consumer_group,
     delete_topic,
     ensure_topics,
-    read_to_end,
-    write_record,
 )
 
 
@@ -47,12 +47,9 @@ DELETE_WAIT_S = 60.0
 
 
 async def load_compacted(settings: Settings, topic: str) -> dict[str, bytes]:
-    """Latest value per key of a compacted topic; deleted keys left out."""
-    latest: dict[str, bytes | None] = {}
-    for key, value, _ in await read_to_end(settings, topic):
-        if key is not None:
-            latest[key.decode(errors="replace")] = value
-    return {k: v for k, v in latest.items() if v is not None}
+    """Latest value per key of a compacted topic (keys as text); deleted keys left out."""
+    view = await read_compacted(settings, topic)
+    return {key.decode(errors="replace"): value for key, value in view.items()}
 
 
 async def load_jobs(settings: Settings) -> dict[str, StoredJob]:
@@ -126,7 +123,7 @@ async def apply(settings: Settings, file: Path, applied: list[str] | None = None
 async def request_backfill(settings: Settings, job_id: str) -> str:
     """Queue a backfill of the job's current members; returns the request id."""
     request_id = uuid.uuid4().hex
-    doc = {"id": request_id, "job_id": job_id, "requested_at": time.time()}
+    doc = backfill_request(job_id, request_id, time.time())
     await write_record(settings, settings.backfills_topic, job_id, orjson.dumps(doc))
     return request_id
 
@@ -137,22 +134,14 @@ async def backfill_progress(settings: Settings, job_id: str) -> dict[str, Any] |
     return orjson.loads(raw) if raw else None
 
 
-def delivery_group(settings: Settings, job_id: str) -> str:
-    """The consumer group through which the workers deliver the job's queue."""
-    return f"{settings.app_id}-delivery-{job_id}"
-
-
 async def load_all_statuses(settings: Settings) -> dict[str, list[dict[str, Any]]]:
     """Job id -> the latest status record of each worker (tombstoned ones left out)."""
     out: dict[str, list[dict[str, Any]]] = {}
     for key, value in (await load_compacted(settings, settings.status_topic)).items():
-        job_id, sep, _worker = key.rpartition("/")
-        if not sep:
-            continue
-        with contextlib.suppress(ValueError):
-            doc = orjson.loads(value)
-            if isinstance(doc, dict):
-                out.setdefault(job_id, []).append(doc)
+        parts = split_status_key(key)
+        doc = decode_status_record(value)
+        if parts is not None and doc is not None:
+            out.setdefault(parts[0], []).append(doc)
     return out
 
 
@@ -209,14 +198,7 @@ async def get_job(settings: Settings, job_id: str) -> StoredJob:
 
 async def load_statuses(settings: Settings, job_id: str) -> list[dict[str, Any]]:
     """The latest status record of each worker that delivers `job_id`."""
-    prefix = f"{job_id}/"
-    records = await load_compacted(settings, settings.status_topic)
-    out = []
-    for key, value in records.items():
-        if key.startswith(prefix):
-            with contextlib.suppress(ValueError):
-                out.append(orjson.loads(value))
-    return out
+    return (await load_all_statuses(settings)).get(job_id, [])
 
 
 async def show(settings: Settings, job_id: str) -> str:

@@ -28,7 +28,8 @@ from app.domain.secrets import SecretBox, generate_key
 from app.settings import get_settings
 from app.topic_catalog import load_catalog
 from app.transport.job_log import read_job_log
-from app.transport.kafka import BrokerUnavailable, ensure_topics
+from app.transport.kafka import BrokerUnavailable
+from app.transport.kafka_admin import ensure_topics
 
 T = TypeVar("T")
 

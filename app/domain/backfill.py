@@ -8,6 +8,7 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
+from app.domain.compaction import latest_values
 from app.domain.jobs import JobConfig
 from app.domain.routing import UserState
 
@@ -56,16 +57,8 @@ class BackfillProgress:
 
 
 def latest_states(records: list[tuple[bytes | None, bytes | None]]) -> dict[bytes, bytes]:
-    """The compacted view of a changelog partition: the last value per key, deletes applied."""
-    latest: dict[bytes, bytes] = {}
-    for key, value in records:
-        if key is None:
-            continue
-        if value is None:
-            latest.pop(key, None)
-        else:
-            latest[key] = value
-    return latest
+    """The compacted view of a changelog partition (see `domain/compaction.py`)."""
+    return latest_values(records)
 
 
 def current_members(states: dict[bytes, bytes], job: JobConfig) -> list[Member]:
@@ -82,6 +75,16 @@ def current_members(states: dict[bytes, bytes], job: JobConfig) -> list[Member]:
                 out.append(Member(key.decode(), slug, state.audiences[slug], state.last))
                 break
     return out
+
+
+def backfill_request(job_id: str, request_id: str, now: float) -> dict[str, Any]:
+    """A record of the backfills topic (`topics/webhook-backfills.json`)."""
+    return {"id": request_id, "job_id": job_id, "requested_at": now}
+
+
+def progress_record(job_id: str, progress: BackfillProgress) -> dict[str, Any]:
+    """A record of the backfill-progress topic (`topics/webhook-backfill-progress.json`)."""
+    return {"job_id": job_id, **progress.to_dict()}
 
 
 def backfill_event_id(request_id: str, job_id: str, user_id: str) -> str:

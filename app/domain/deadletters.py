@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import base64
-from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 
-
-def utc_now_rfc3339() -> str:
-    return datetime.now(UTC).isoformat().replace("+00:00", "Z")
+from app.domain.timefmt import utc_now_rfc3339
 
 
 def raw_event(raw: bytes | None) -> Any:

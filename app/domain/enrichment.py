@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 
 from app.domain.jobs import JobConfig
-from app.domain.payloads import QueuedEvent, select_fields
+from app.domain.queue_record import QueuedEvent, select_fields
 from app.domain.templates import render
 
 MAX_ANSWER_BYTES = 1024 * 1024

@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import orjson
+
+from app.domain.timefmt import rfc3339
 
 KINDS = ("state", "omitted", "error", "backfill", "delivery")
 MAX_MESSAGE_CHARS = 2000
@@ -39,7 +41,7 @@ class JobLogEntry:
     def to_json_dict(self) -> dict[str, Any]:
         return {
             "job_id": self.job_id,
-            "time": iso(self.time),
+            "time": rfc3339(self.time),
             "ts": self.time,
             "worker_id": self.worker_id,
             "kind": self.kind,
@@ -52,7 +54,7 @@ class JobLogEntry:
 
     def line(self) -> str:
         """One line for a terminal: time, worker, kind, message."""
-        return f"{iso(self.time)}  {self.worker_id}  {self.kind:<8}  {self.message}"
+        return f"{rfc3339(self.time)}  {self.worker_id}  {self.kind:<8}  {self.message}"
 
 
 def entry(
@@ -87,12 +89,6 @@ def parse_entry(raw: bytes | None) -> JobLogEntry | None:
         )
     except (ValueError, KeyError, TypeError):
         return None
-
-
-def iso(ts: float | None) -> str | None:
-    if ts is None:
-        return None
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")

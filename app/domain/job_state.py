@@ -33,8 +33,13 @@ class Counters:
     delivered_requests: int = 0
     delivered_events: int = 0
     omitted_events: int = 0
-    retried_requests: int = 0
-    failed_requests: int = 0
+    failed_requests: int = 0  # failed attempts; each was retried (or the job stopped first)
+
+    @classmethod
+    def from_dict(cls, doc: dict[str, Any]) -> Counters:
+        """Known counters only (records of older versions had `retried_requests`)."""
+        names = cls.__dataclass_fields__
+        return cls(**{k: int(v) for k, v in doc.items() if k in names})
 
 
 @dataclass(slots=True)
@@ -83,13 +88,13 @@ class JobStatus:
             error_attempt=int(doc.get("error_attempt", 0)),
             error_since=doc.get("error_since"),
             last_error=LastError(**last) if last else None,
-            counters=Counters(**doc.get("counters", {})),
+            counters=Counters.from_dict(doc.get("counters", {})),
             last_omission=Omission(**omission) if omission else None,
         )
 
 
 class JobStateMachine:
-    """Applies request outcomes to a JobStatus."""
+    """Applies request outcomes to a JobStatus; `take_changed` tells whether it changed."""
 
     def __init__(
         self,
@@ -99,11 +104,18 @@ class JobStateMachine:
         retry_after_max_s: float,
     ) -> None:
         self.status = status
+        self._changed = True
         self.schedule = schedule
         self.failed_after_s = failed_after_s
         self.retry_after_max_s = retry_after_max_s
 
+    def take_changed(self) -> bool:
+        """Whether the status changed since the last call (then it is reported, once)."""
+        changed, self._changed = self._changed, False
+        return changed
+
     def _enter(self, state: State, now: float, next_run: float | None) -> None:
+        self._changed = True
         if state != self.status.state:
             self.status.since = now
         self.status.state = state
@@ -128,6 +140,7 @@ class JobStateMachine:
 
     def delivered(self, now: float, requests: int = 1, events: int = 1) -> None:
         st = self.status
+        self._changed = True
         st.counters.delivered_requests += requests
         st.counters.delivered_events += events
         st.consecutive_failures = 0
@@ -139,6 +152,7 @@ class JobStateMachine:
     def omitted(
         self, events: int, now: float = 0.0, reason: str = "", status: int | None = None
     ) -> None:
+        self._changed = True
         self.status.counters.omitted_events += events
         if reason:
             self.status.last_omission = Omission(now, reason[:EXCERPT_CHARS], status, events)
@@ -146,8 +160,8 @@ class JobStateMachine:
     def failed(self, now: float, reason: str, status: int | None = None) -> None:
         """A request failed (non-2xx to retry, or a transport error)."""
         st = self.status
+        self._changed = True
         st.counters.failed_requests += 1
-        st.counters.retried_requests += 1
         st.consecutive_failures += 1
         st.last_error = LastError(at=now, reason=reason[:EXCERPT_CHARS], status=status)
         if st.state != "running" or st.consecutive_failures < FAILURES_BEFORE_ERROR:

@@ -34,6 +34,8 @@ from app.domain.templates import syntax_error
 JobType = Literal["audience_triggers", "user_enrichment"]
 BUILTIN_DO_NOT_RETRY = frozenset({400, 404, 413})
 MAX_TRIGGER_FIELDS = 75
+# (lowest, highest) of the bounded numbers: one home for the model and its error messages.
+RANGES = {"batch_size": (1, 1000), "worker_count": (1, 20)}
 DEFAULT_CLOUDEVENTS_TYPE = "com.lytics.audience.user.event"
 
 TRIGGERS_ONLY = frozenset(
@@ -114,8 +116,8 @@ class JobConfig(BaseModel):
     export_fields: tuple[str, ...] | None = None
     trigger_fields: tuple[str, ...] = Field(default=(), max_length=MAX_TRIGGER_FIELDS)
     batch: bool = False
-    batch_size: int = Field(default=10, ge=1, le=1000)
-    worker_count: int = Field(default=5, ge=1, le=20)
+    batch_size: int = Field(default=10, ge=RANGES["batch_size"][0], le=RANGES["batch_size"][1])
+    worker_count: int = Field(default=5, ge=RANGES["worker_count"][0], le=RANGES["worker_count"][1])
     do_not_retry: tuple[int, ...] = ()
     stream: str = "webhook_enrichment"
     body_template: str | None = None
@@ -214,9 +216,6 @@ def _loc(loc: tuple[int | str, ...]) -> str:
     return out
 
 
-_RANGES = {"batch_size": (1, 1000), "worker_count": (1, 20)}
-
-
 def _rule(err: Mapping[str, Any]) -> str:
     """A pydantic error as a rule a user can act on, with the offending value."""
     kind, loc = err["type"], err["loc"]
@@ -230,8 +229,8 @@ def _rule(err: Mapping[str, Any]) -> str:
         return f"needs at least {err['ctx']['min_length']} entry"
     if kind == "too_long":
         return f"at most {err['ctx']['max_length']} entries, got {err['ctx'].get('actual_length')}"
-    if loc and loc[0] in _RANGES and kind in ("greater_than_equal", "less_than_equal"):
-        low, high = _RANGES[str(loc[0])]
+    if loc and loc[0] in RANGES and kind in ("greater_than_equal", "less_than_equal"):
+        low, high = RANGES[str(loc[0])]
         return f"must be between {low} and {high}, got {err['input']!r}"
     if kind == "literal_error":
         return f"must be one of {err['ctx']['expected']}, got {err['input']!r}"

@@ -87,39 +87,53 @@ class OffsetTracker(Generic[P]):
 MAX_METADATA_CHARS = 3000  # Kafka's offset.metadata.max.bytes defaults to 4096
 
 
+MAX_SKIPPED = 1_000_000  # more offsets than delivery ever has unfinished at once
+
+
 def encode_done(commit: int, done: set[int]) -> str:
     """Finished offsets above a commit point as `start-end` ranges relative to it ("" if none).
 
     Stored as the commit's metadata, so a restart can skip what was already delivered
-    beyond the contiguous commit point instead of sending it again.
+    beyond the contiguous commit point instead of sending it again. At most
+    `MAX_METADATA_CHARS`: ranges that do not fit (the highest) are left out, and those
+    offsets are sent again after a restart (a recognisable duplicate, never a loss).
     """
     parts: list[str] = []
-    length = 0
-    run_start: int | None = None
-    prev = -2
-    for offset in sorted(o for o in done if o >= commit):
-        if offset != prev + 1:
-            if run_start is not None:
-                parts.append(f"{run_start - commit}-{prev - commit}")
-                length += len(parts[-1]) + 1
-                if length > MAX_METADATA_CHARS:
-                    parts.pop()
-                    return ",".join(parts)
-            run_start = offset
-        prev = offset
-    if run_start is not None:
-        parts.append(f"{run_start - commit}-{prev - commit}")
-        if length + len(parts[-1]) > MAX_METADATA_CHARS:
-            parts.pop()
+    length = 0  # of ",".join(parts)
+    for start, end in _runs(sorted(o for o in done if o >= commit)):
+        part = f"{start - commit}-{end - commit}"
+        added = len(part) + (1 if parts else 0)
+        if length + added > MAX_METADATA_CHARS:
+            break
+        parts.append(part)
+        length += added
     return ",".join(parts)
 
 
+def _runs(offsets: list[int]) -> list[tuple[int, int]]:
+    runs: list[tuple[int, int]] = []
+    for offset in offsets:
+        if runs and offset == runs[-1][1] + 1:
+            runs[-1] = (runs[-1][0], offset)
+        else:
+            runs.append((offset, offset))
+    return runs
+
+
 def decode_done(commit: int, metadata: str) -> set[int]:
-    """The offsets `encode_done` recorded; unreadable metadata means none."""
+    """The offsets `encode_done` recorded; unreadable metadata (anything but ASCII-digit
+    ranges, or more than `MAX_SKIPPED` offsets) means none."""
     out: set[int] = set()
     for part in filter(None, (metadata or "").split(",")):
         start, sep, end = part.partition("-")
-        if not (sep and start.isdigit() and end.isdigit()):
+        if not (sep and _digits(start) and _digits(end)):
             return set()
-        out.update(range(commit + int(start), commit + int(end) + 1))
+        first, last = commit + int(start), commit + int(end)
+        if last < first or len(out) + (last - first + 1) > MAX_SKIPPED:
+            return set()
+        out.update(range(first, last + 1))
     return out
+
+
+def _digits(text: str) -> bool:
+    return 0 < len(text) <= 18 and text.isascii() and text.isdigit()

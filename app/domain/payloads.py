@@ -5,70 +5,17 @@ a batch. Pure; the delivery lanes call `build_request_body` once per request.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 
 from app.domain.jobs import JobConfig
+from app.domain.queue_record import QueuedEvent, select_fields
+from app.domain.timefmt import rfc3339_from_ms
 
 JSON = "application/json"
 CLOUDEVENT = "application/cloudevents+json"
 CLOUDEVENT_BATCH = "application/cloudevents-batch+json"
-
-
-@dataclass(frozen=True, slots=True)
-class QueuedEvent:
-    """One record of a job's queue: what the router decided this user owes the job."""
-
-    event_id: str
-    user_id: str
-    data: dict[str, Any]
-    by_fields: dict[str, Any]
-    segment_events: list[dict[str, Any]]
-    time: str | None
-    queued_at_ms: int
-
-    @classmethod
-    def from_queue_record(cls, value: bytes, timestamp_ms: int) -> QueuedEvent:
-        doc = orjson.loads(value)
-        user = doc["user"]
-        return cls(
-            event_id=str(doc["event_id"]),
-            user_id=str(user["id"]),
-            data=user.get("data") or {},
-            by_fields=user.get("by_fields") or {},
-            segment_events=list(user.get("segment_events") or []),
-            time=doc.get("time"),
-            queued_at_ms=timestamp_ms,
-        )
-
-    def template_user(self, fields: tuple[str, ...] | None = None) -> dict[str, Any]:
-        """What templates see as `user`: with a job's export `fields` chosen, only those
-        fields (of `data` and of `by_fields`), plus the id and the segment events; with
-        none chosen, every field."""
-        return {
-            "id": self.user_id,
-            "data": select_fields(self.data, fields),
-            "by_fields": select_fields(self.by_fields, fields),
-            "segment_events": self.segment_events,
-        }
-
-
-def rfc3339_from_ms(ms: int) -> str:
-    return (
-        datetime.fromtimestamp(ms / 1000, UTC)
-        .isoformat(timespec="milliseconds")
-        .replace("+00:00", "Z")
-    )
-
-
-def select_fields(data: dict[str, Any], export_fields: tuple[str, ...] | None) -> dict[str, Any]:
-    """The export fields present on the profile, or every field when none are chosen."""
-    if export_fields is None:
-        return dict(data)
-    return {f: data[f] for f in export_fields if f in data}
 
 
 def event_data(job: JobConfig, event: QueuedEvent) -> dict[str, Any]:

@@ -22,12 +22,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
-
 from app.domain.deadletters import deadletter_value, raw_event
 from app.domain.errors import InvalidRecord
 from app.domain.jobs import JobConfig
-from app.domain.records import UserRecord, parse_record
+from app.domain.queue_record import queue_value
+from app.domain.records import parse_record
 from app.domain.routing import UserState, route
 
 MAX_RECORD_BYTES = 1_000_000
@@ -63,25 +62,6 @@ def event_id(topic: str, partition: int, offset: int, job_id: str) -> str:
     """Stable across redeliveries of the same input offset, so duplicates are recognisable."""
     raw = f"{topic}/{partition}/{offset}/{job_id}".encode()
     return hashlib.blake2b(raw, digest_size=16).hexdigest()
-
-
-def queue_value(
-    record: UserRecord, job_id: str, ev_id: str, events: tuple[dict[str, Any], ...]
-) -> bytes:
-    """A job's queue record (`topics/webhook-queue-JOB_ID.json`)."""
-    return orjson.dumps(
-        {
-            "event_id": ev_id,
-            "job_id": job_id,
-            "time": record.timestamp,
-            "user": {
-                "id": record.id,
-                "data": record.data,
-                "by_fields": record.by_fields,
-                "segment_events": events,
-            },
-        }
-    )
 
 
 def truncated_copy(raw: bytes | None) -> dict[str, Any] | None:

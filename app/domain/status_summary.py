@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime
 from typing import Any
 
 import orjson
+
+from app.domain.timefmt import rfc3339
 
 # Which worker's state speaks for the job: the worst one.
 _SEVERITY = {"stopped": 0, "running": 1, "sleeping": 2, "error": 3, "failed": 4}
@@ -23,7 +24,6 @@ COUNTERS = (
     "delivered_requests",
     "delivered_events",
     "omitted_events",
-    "retried_requests",
     "failed_requests",
 )
 HEARTBEAT_S = 5.0
@@ -42,9 +42,7 @@ def stale_after(heartbeat_s: float) -> float:
 
 
 def iso(ts: float | None) -> str | None:
-    if ts is None:
-        return None
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return rfc3339(ts, "seconds")
 
 
 def config_version(config: Mapping[str, Any]) -> str:

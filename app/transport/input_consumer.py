@@ -31,7 +31,8 @@ from aiokafka.errors import KafkaError
 from aiokafka.structs import OffsetAndMetadata
 
 from app.settings import Settings
-from app.transport.kafka import admin_client, cancel_and_wait, group_timeouts
+from app.transport.kafka import cancel_and_wait, group_timeouts
+from app.transport.kafka_admin import admin_client
 from app.transport.state_store import StateStore
 
 log = logging.getLogger(__name__)

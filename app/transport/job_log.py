@@ -17,6 +17,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from app.domain.job_log import JobLogEntry, entry, parse_entry
 from app.settings import Settings
+from app.transport.kafka import refresh_metadata
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +72,7 @@ async def read_job_log(
     try:
         parts = consumer.partitions_for_topic(settings.job_log_topic)
         if parts is None:
-            await consumer._client.force_metadata_update()
+            await refresh_metadata(consumer)
             parts = consumer.partitions_for_topic(settings.job_log_topic)
         if not parts:
             return

@@ -1,24 +1,22 @@
-"""Kafka plumbing for the CLI and services: create topics, write a record and wait for the
-broker's ack, read a compacted topic to its end. Connection failures become BrokerUnavailable
-with the address, so commands can say what is wrong without a traceback.
+"""Kafka clients for the CLI and services: durable producers, write a record and wait for the
+broker's ack, read a topic (or a compacted topic's view) to its end, read given offsets.
+Administration (topics, groups, lag) is in `kafka_admin.py`. Connection failures become
+BrokerUnavailable with the address, so commands can say what is wrong without a traceback.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, KafkaError
 
+from app.domain.compaction import latest_values
 from app.settings import Settings
-from app.topic_catalog import TopicSpec
-
-TOPIC_ALREADY_EXISTS = 36
 
 
 class BrokerUnavailable(RuntimeError):
@@ -28,76 +26,6 @@ class BrokerUnavailable(RuntimeError):
         super().__init__(
             f"cannot reach Kafka at {bootstrap} ({type(cause).__name__}: {cause}). "
             "Is the broker running? Set WEBHOOKS_KAFKA_BOOTSTRAP to its address."
-        )
-
-
-@asynccontextmanager
-async def admin_client(settings: Settings) -> AsyncIterator[AIOKafkaAdminClient]:
-    admin = AIOKafkaAdminClient(
-        bootstrap_servers=settings.bootstrap_servers, request_timeout_ms=10000
-    )
-    try:
-        await admin.start()
-    except (KafkaConnectionError, KafkaError, OSError) as exc:
-        await admin.close()
-        raise BrokerUnavailable(settings.kafka_bootstrap, exc) from None
-    try:
-        yield admin
-    finally:
-        await admin.close()
-
-
-async def ensure_topics(settings: Settings, specs: Iterable[TopicSpec]) -> list[TopicSpec]:
-    """Create the topics that do not exist yet; return those it created."""
-    wanted = {s.name: s for s in specs}
-    async with admin_client(settings) as admin:
-        existing = set(await admin.list_topics())
-        missing = [s for name, s in wanted.items() if name not in existing]
-        if not missing:
-            return []
-        response = await admin.create_topics(
-            [
-                NewTopic(
-                    name=s.name,
-                    num_partitions=s.partitions,
-                    replication_factor=settings.topic_replication,
-                    topic_configs=s.broker_config(),
-                )
-                for s in missing
-            ]
-        )
-        created = []
-        for name, code, *rest in response.topic_errors:
-            if code == 0:
-                created.append(wanted[name])
-            elif code != TOPIC_ALREADY_EXISTS:
-                message = rest[0] if rest else ""
-                raise RuntimeError(f"could not create topic {name}: error {code} {message}")
-        await _wait_until_served(admin, {s.name: s.partitions for s in missing})
-        return created
-
-
-async def _wait_until_served(
-    admin: AIOKafkaAdminClient, partitions: dict[str, int], timeout_s: float = 30.0
-) -> None:
-    """Return once the metadata shows every topic with all its partitions led.
-
-    Creation is acknowledged before the metadata is: a consumer group that joins in between
-    ignores the topic as missing and does not consume it until its next metadata refresh
-    (minutes), which a fresh broker made easy to hit.
-    """
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    pending = dict(partitions)
-    while pending and asyncio.get_running_loop().time() < deadline:
-        for topic in await admin.describe_topics(list(pending)):
-            led = [p for p in topic.get("partitions", []) if p.get("leader", -1) >= 0]
-            if topic.get("error_code") == 0 and len(led) >= pending.get(topic["topic"], 0):
-                pending.pop(topic["topic"], None)
-        if pending:
-            await asyncio.sleep(0.2)
-    if pending:
-        raise RuntimeError(
-            f"topics not served by the broker after {timeout_s:.0f} s: {sorted(pending)}"
         )
 
 
@@ -148,6 +76,14 @@ async def write_record(settings: Settings, topic: str, key: str, value: bytes | 
         await prod.send_and_wait(topic, key=key.encode(), value=value)
 
 
+async def refresh_metadata(consumer: AIOKafkaConsumer) -> None:
+    """Fetch cluster metadata now. aiokafka has no public call for it: a consumer that was
+    not subscribed to a topic (we assign partitions by hand) knows nothing of it until its
+    next periodic refresh (`metadata_max_age_ms`, 5 min), so `partitions_for_topic` would
+    say None for a topic that exists. The one use of the private `_client` in the project."""
+    await consumer._client.force_metadata_update()
+
+
 async def read_to_end(
     settings: Settings,
     topic: str,
@@ -173,7 +109,7 @@ async def read_to_end(
     try:
         all_partitions = consumer.partitions_for_topic(topic)
         if all_partitions is None:
-            await consumer._client.force_metadata_update()
+            await refresh_metadata(consumer)
             all_partitions = consumer.partitions_for_topic(topic)
         if not all_partitions:
             return []
@@ -203,29 +139,13 @@ async def read_to_end(
         await consumer.stop()
 
 
-async def consumer_lag(settings: Settings, topic: str, group: str) -> int | None:
-    """Records of `topic` that `group` has not committed past (None when unknown)."""
-    try:
-        async with admin_client(settings) as admin:
-            committed = await admin.list_consumer_group_offsets(group)
-        consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers)
-        await consumer.start()
-        try:
-            partitions = consumer.partitions_for_topic(topic) or set()
-            if not partitions:
-                await consumer._client.force_metadata_update()
-                partitions = consumer.partitions_for_topic(topic) or set()
-            tps = [TopicPartition(topic, p) for p in partitions]
-            ends = await consumer.end_offsets(tps) if tps else {}
-        finally:
-            await consumer.stop()
-    except (KafkaError, OSError):
-        return None
-    lag = 0
-    for tp, end in ends.items():
-        meta = committed.get(tp)
-        lag += end - (meta.offset if meta is not None and meta.offset >= 0 else 0)
-    return lag
+async def read_compacted(
+    settings: Settings, topic: str, partitions: set[int] | None = None, timeout_s: float = 30.0
+) -> dict[bytes, bytes]:
+    """The current view of a compacted topic (or of some of its partitions): the last value
+    per key up to the end offsets seen on entry, deleted keys left out."""
+    rows = await read_to_end(settings, topic, timeout_s=timeout_s, partitions=partitions)
+    return latest_values((key, value) for key, value, _ in rows)
 
 
 async def read_offsets(
@@ -269,51 +189,3 @@ async def iter_offsets(
                     yield chunk
     finally:
         await consumer.stop()
-
-
-GROUP_ID_NOT_FOUND = 69
-NON_EMPTY_GROUP = 68
-UNKNOWN_TOPIC_OR_PARTITION = 3
-
-
-async def delete_consumer_group(settings: Settings, group: str, timeout_s: float = 30.0) -> bool:
-    """Delete a consumer group (its committed offsets); False if it did not exist.
-
-    aiokafka 0.14's admin client has no `delete_consumer_groups`: this sends DeleteGroups to
-    the group's coordinator. A group that still has members is retried until `timeout_s`
-    (members leave when their consumer stops), then RuntimeError."""
-    from aiokafka.protocol.admin import DeleteGroupsRequest
-
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    async with admin_client(settings) as admin:
-        while True:
-            coordinator = await admin.find_coordinator(group)
-            response = await admin._send_request(DeleteGroupsRequest([group]), coordinator)
-            code = dict(response.results).get(group, 0)
-            if code == 0:
-                return True
-            if code == GROUP_ID_NOT_FOUND:
-                return False
-            if asyncio.get_running_loop().time() >= deadline:
-                what = "it still has members" if code == NON_EMPTY_GROUP else f"error {code}"
-                raise RuntimeError(f"could not delete consumer group {group}: {what}")
-            await asyncio.sleep(0.5)
-
-
-async def delete_topic(settings: Settings, topic: str) -> bool:
-    """Delete a topic; False if it did not exist."""
-    async with admin_client(settings) as admin:
-        response = await admin.delete_topics([topic])
-        for name, code, *_ in response.topic_error_codes:
-            if name != topic:
-                continue
-            if code == UNKNOWN_TOPIC_OR_PARTITION:
-                return False
-            if code != 0:
-                raise RuntimeError(f"could not delete topic {topic}: error {code}")
-        return True
-
-
-async def consumer_group_exists(settings: Settings, group: str) -> bool:
-    async with admin_client(settings) as admin:
-        return group in {g[0] for g in await admin.list_consumer_groups()}

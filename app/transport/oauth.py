@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import quote, urlencode
 
@@ -44,10 +45,15 @@ class Token:
 class TokenProvider:
     """The current access token of one authorization."""
 
-    def __init__(self, auth: Authorization, client: WebhookClient) -> None:
+    def __init__(
+        self,
+        auth: Authorization,
+        client: WebhookClient,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.auth = auth
         self.client = client
-        self.requests = 0
+        self._clock = clock  # unix seconds; tests pass their own to reach expiry at once
         self._token: Token | None = None
         self._lock = asyncio.Lock()
         # Every error text: the token URL with its sensitive parameters masked, and the client
@@ -56,11 +62,11 @@ class TokenProvider:
 
     async def token(self) -> str:
         current = self._token
-        if current is not None and time.time() < current.refresh_at:
+        if current is not None and self._clock() < current.refresh_at:
             return current.value
         async with self._lock:  # one refresh at a time; the others reuse its result
             current = self._token
-            if current is None or time.time() >= current.refresh_at:
+            if current is None or self._clock() >= current.refresh_at:
                 self._token = current = await self._fetch()
             return current.value
 
@@ -71,13 +77,6 @@ class TokenProvider:
             if current is None or current.value == used:
                 self._token = current = await self._fetch()
             return current.value
-
-    @property
-    def secrets(self) -> list[str]:
-        values = [self.auth.client_secret or ""]
-        if self._token is not None:
-            values.append(self._token.value)
-        return values
 
     async def _fetch(self) -> Token:
         auth = self.auth
@@ -98,8 +97,7 @@ class TokenProvider:
         else:
             form["client_id"] = auth.client_id
             form["client_secret"] = auth.client_secret
-        self.requests += 1
-        started = time.time()
+        started = self._clock()
         try:
             # Guarded like every webhook request (DestinationRefused propagates): the URL
             # is checked as the client connects to it, at every redirect hop. No redirect

@@ -19,7 +19,7 @@ from app.domain.authorizations import load_stored_authorization
 from app.domain.jobs import StoredJob
 from app.domain.secrets import SecretBox, SecretKeyError, box_from_settings
 from app.settings import Settings
-from app.transport.kafka import cancel_and_wait
+from app.transport.kafka import cancel_and_wait, refresh_metadata
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ class ConfigRegistry:
         topics = (self.settings.jobs_topic, self.settings.authorizations_topic)
         tps: list[TopicPartition] = []
         for _ in range(60):
-            await consumer._client.force_metadata_update()
+            await refresh_metadata(consumer)
             parts = [consumer.partitions_for_topic(t) for t in topics]
             if all(parts):
                 tps = [
@@ -148,6 +148,8 @@ class ConfigRegistry:
                     return
                 if self.ready.is_set():
                     self.report_unreadable([ident])
+            if self.ready.is_set():
+                log.info("authorization %s %s", ident, "deleted" if value is None else "applied")
             return
         job: StoredJob | None = None
         if value is not None:

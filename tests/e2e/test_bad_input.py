@@ -3,8 +3,7 @@ becomes a dead letter with its reason; each valid one is delivered; the stream n
 
 from __future__ import annotations
 
-import asyncio
-import time
+import contextlib
 import uuid
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from app.devtools.receiver import WebhookReceiver
 from app.settings import Settings
 from tests.support.jobs import apply_jobs, triggers_job
 from tests.support.kafka_io import produce, read_json
+from tests.support.polling import eventually
 from tests.support.processes import WorkerProcess
 
 json_scalars = st.one_of(
@@ -94,18 +94,18 @@ async def check(
     key = tag.encode()
     await produce(test_settings, test_settings.input_topic, [(key, v) for v in mixed])
 
-    deadline = time.monotonic() + 60
-    dead: list[Any] = []
-    while time.monotonic() < deadline:
-        dead = [
-            doc
-            for k, doc in await read_json(test_settings, test_settings.deadletter_topic)
-            if k == tag
-        ]
-        got = receiver.for_path(path)
-        if len(dead) >= len(bad) and len(got) >= valid_count:
-            break
-        await asyncio.sleep(0.3)
+    async def letters() -> list[Any]:
+        rows = await read_json(test_settings, test_settings.deadletter_topic)
+        return [doc for k, doc in rows if k == tag]
+
+    with contextlib.suppress(AssertionError):  # the assertions below say what is missing
+        await eventually(
+            letters,
+            lambda dead: len(dead) >= len(bad) and len(receiver.for_path(path)) >= valid_count,
+            wait_s=60,
+            interval_s=0.3,
+        )
+    dead = await letters()
     assert len(dead) == len(bad)
     assert all(doc["reason"].startswith("invalid input record: ") for doc in dead)
     assert sorted(r.json()["id"] for r in receiver.for_path(path)) == sorted(

@@ -18,6 +18,7 @@ from tests.support.records import toggle
 
 EVENTS = 20_000
 USERS = 500
+MAX_DUPLICATES = 0.4  # of EVENTS
 
 
 def flaky(seed: int) -> Behaviour:
@@ -73,6 +74,10 @@ async def test_kill_9_three_times_loses_nothing(
     assert not missing, f"{len(missing)} events never delivered, e.g. {sorted(missing)[:5]}"
     duplicates = sum(c - 1 for c in deliveries.values())
     print(f"crash test: {EVENTS} events, {duplicates} duplicates ({duplicates / EVENTS:.2%})")
+    # Measured ~15 % (three kills, each resending what was delivered but not yet committed
+    # or recorded in the commit's metadata). Far more means restarts resend what they
+    # should skip (the commit metadata is not written or not read).
+    assert duplicates <= MAX_DUPLICATES * EVENTS, f"{duplicates} duplicates"
 
 
 def delivered_n(req: Received) -> int:

@@ -21,7 +21,7 @@ from app.devtools.receiver import WebhookReceiver
 from app.settings import Settings
 from app.topic_catalog import TopicSpec
 from app.transport.input_consumer import router_group
-from app.transport.kafka import ensure_topics
+from app.transport.kafka_admin import ensure_topics
 from tests.support.jobs import apply_jobs, triggers_job, wait_for_requests
 from tests.support.kafka_io import wait_for_commits_at_end, wait_for_dead_letters
 from tests.support.processes import WorkerProcess

@@ -3,7 +3,6 @@ within the job's worker_count."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from tests.support.jobs import (
     wait_for_requests,
 )
 from tests.support.kafka_io import produce
+from tests.support.polling import eventually
 from tests.support.processes import WorkerProcess
 from tests.support.records import toggle
 
@@ -34,13 +34,18 @@ async def test_two_workers_share_a_job_within_worker_count(
     job = triggers_job(receiver.url("/shared"), worker_count=4)
     await apply_jobs(test_env, tmp_path, first, job)
     await wait_for_log(second, f"delivery started for job {job['id']}")
-    await asyncio.sleep(3)  # let both delivery consumers settle into one group
+    # both delivery consumers are in the job's group: each logged its share of worker_count
+    for worker in (first, second):
+        await wait_for_log(worker, f"job {job['id']}: queue partitions [")
 
     records = [toggle(f"s{user}", n) for n in range(10) for user in range(20)]
     await produce(test_settings, test_settings.input_topic, records)
     await wait_for_requests(receiver, "/shared", len(records), wait_s=90)
     assert receiver.max_in_flight["/shared"] <= 4
-    await asyncio.sleep(1.5)  # statuses are written once a second
-    report = await job_status(test_env, job["id"])
+    report = await eventually(  # statuses are written once a second
+        lambda: job_status(test_env, job["id"]),
+        lambda r: r["counters"]["delivered_requests"] >= len(records),
+        wait_s=15,
+        what=lambda r: f"counters never reached {len(records)}: {r}",
+    )
     assert set(report["workers"]) == {"first", "second"}
-    assert report["counters"]["delivered_requests"] >= len(records)

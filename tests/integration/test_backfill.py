@@ -3,8 +3,6 @@ profile; live events keep flowing; an interrupted backfill completes after a res
 
 from __future__ import annotations
 
-import asyncio
-import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -22,6 +20,7 @@ from tests.support.jobs import (
     wait_for_requests,
 )
 from tests.support.kafka_io import produce, wait_for_records
+from tests.support.polling import eventually
 from tests.support.processes import WorkerProcess
 from tests.support.records import input_record
 
@@ -33,14 +32,13 @@ def rec(user: str, *events: tuple[str, str], **data: Any) -> tuple[bytes, bytes]
 async def wait_backfill_done(
     env: dict[str, str], job_id: str, wait_s: float = 60
 ) -> dict[str, Any]:
-    deadline = time.monotonic() + wait_s
-    report: dict[str, Any] = {}
-    while time.monotonic() < deadline:
-        report = await job_status(env, job_id)
-        if report["backfill"] and report["backfill"]["state"] == "done":
-            return report
-        await asyncio.sleep(0.3)
-    raise AssertionError(f"backfill of {job_id} not done: {report.get('backfill')}")
+    return await eventually(
+        lambda: job_status(env, job_id),
+        lambda report: bool(report["backfill"]) and report["backfill"]["state"] == "done",
+        wait_s=wait_s,
+        interval_s=0.3,
+        what=lambda report: f"backfill of {job_id} not done: {(report or {}).get('backfill')}",
+    )
 
 
 async def test_backfill_sends_exactly_the_current_members(

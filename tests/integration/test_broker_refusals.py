@@ -12,7 +12,7 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from app.devtools.receiver import WebhookReceiver
 from app.settings import Settings
 from app.transport.input_consumer import router_group
-from app.transport.kafka import admin_client
+from app.transport.kafka_admin import admin_client
 from tests.support.jobs import apply_jobs, triggers_job, wait_for_requests
 from tests.support.kafka_io import produce, wait_for_commits_at_end, wait_for_dead_letters
 from tests.support.processes import WorkerProcess

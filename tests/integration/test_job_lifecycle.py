@@ -15,7 +15,8 @@ import yaml
 from app.devtools.receiver import WebhookReceiver
 from app.domain.status_summary import NO_LIVE_WORKER
 from app.settings import Settings
-from app.transport.kafka import admin_client, consumer_group_exists, write_record
+from app.transport.kafka import write_record
+from app.transport.kafka_admin import admin_client, consumer_group_exists
 from tests.support.jobs import (
     apply_jobs,
     job_status,
@@ -26,6 +27,7 @@ from tests.support.jobs import (
     wait_for_state,
 )
 from tests.support.kafka_io import produce, read_json
+from tests.support.polling import eventually
 from tests.support.processes import WorkerProcess
 from tests.support.records import toggle
 
@@ -37,12 +39,7 @@ def job_line(listed: str, job_id: str) -> str:
 
 
 async def wait_until(check: Callable[[], Any], wait_s: float = 30.0) -> None:
-    deadline = time.monotonic() + wait_s
-    while time.monotonic() < deadline:
-        if await check():
-            return
-        await asyncio.sleep(0.3)
-    raise AssertionError(f"condition never held within {wait_s} s")
+    await eventually(check, bool, wait_s=wait_s, interval_s=0.3)
 
 
 async def topic_exists(settings: Settings, topic: str) -> bool:

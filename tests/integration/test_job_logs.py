@@ -9,7 +9,6 @@ import contextlib
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,7 @@ from tests.support.jobs import (
     wait_for_requests,
 )
 from tests.support.kafka_io import produce, wait_for_dead_letters
+from tests.support.polling import eventually
 from tests.support.processes import WorkerProcess
 from tests.support.records import input_record
 
@@ -39,15 +39,19 @@ async def log_entries(env: dict[str, str], job_id: str, *args: str) -> list[dict
 async def wait_for_entry(
     env: dict[str, str], job_id: str, kind: str, text: str, wait_s: float = 60.0
 ) -> dict[str, Any]:
-    deadline = time.monotonic() + wait_s
-    entries: list[dict[str, Any]] = []
-    while time.monotonic() < deadline:
-        entries = await log_entries(env, job_id)
-        for e in entries:
-            if e["kind"] == kind and text in e["message"]:
-                return e
-        await asyncio.sleep(0.5)
-    raise AssertionError(f"no {kind} entry with {text!r} in the job log: {entries}")
+    def match(entries: list[dict[str, Any]]) -> dict[str, Any] | None:
+        return next((e for e in entries if e["kind"] == kind and text in e["message"]), None)
+
+    entries = await eventually(
+        lambda: log_entries(env, job_id),
+        lambda entries: match(entries) is not None,
+        wait_s=wait_s,
+        interval_s=0.5,
+        what=lambda entries: f"no {kind} entry with {text!r} in the job log: {entries}",
+    )
+    found = match(entries)
+    assert found is not None
+    return found
 
 
 async def test_omitted_requests_errors_and_state_changes_are_in_the_job_log(

@@ -3,7 +3,6 @@ never appear in plaintext in logs, CLI output or any topic the run wrote."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -14,12 +13,16 @@ import yaml
 from app.devtools.oauth_server import TokenServer
 from app.devtools.receiver import Received, WebhookReceiver
 from app.devtools.tls import LocalTLS
+from app.domain.authorizations import parse_authorization
 from app.settings import Settings
+from app.transport.http import WebhookClient
 from app.transport.kafka import read_to_end
+from app.transport.oauth import TokenProvider
 from tests.support.jobs import (
     apply_jobs,
     run_cli_async,
     triggers_job,
+    wait_for_log,
     wait_for_requests,
     wait_for_state,
 )
@@ -80,7 +83,6 @@ async def test_token_cached_refreshed_at_expiry_and_after_401(
     worker: WorkerProcess,
     tmp_path: Path,
 ) -> None:
-    token_server.expires_in = 4.0
     await apply_auth(
         test_env, tmp_path, oauth(token_server, "idp", scopes="read write", ping_atm_id="atm-7")
     )
@@ -98,19 +100,34 @@ async def test_token_cached_refreshed_at_expiry_and_after_401(
     assert call.form["access_token_manager_id"] == "atm-7"
     assert call.client_auth == "basic"
 
-    await asyncio.sleep(4.5)  # past expires_in: the next request fetches a new token
-    await produce(test_settings, test_settings.input_topic, [enter("b1")])
-    await wait_for_requests(receiver, "/oauth", 21)
-    assert len(token_server.calls) == 2
-    assert receiver.for_path("/oauth")[-1].status == 200
-
-    token_server.expires_in = 3600.0
     token_server.revoke_all()  # the webhook now answers 401 to the cached token
     await produce(test_settings, test_settings.input_topic, [enter("c1")])
-    got = await wait_for_requests(receiver, "/oauth", 23)
+    got = await wait_for_requests(receiver, "/oauth", 22)
     assert [r.status for r in got[-2:]] == [401, 200]
     assert got[-2].headers["webhook-id"] == got[-1].headers["webhook-id"]
-    assert len(token_server.calls) == 3  # one refresh after the 401, then success
+    assert len(token_server.calls) == 2  # one refresh after the 401, then success
+
+
+async def test_token_is_refreshed_when_its_lifetime_runs_out(
+    test_settings: Settings, token_server: TokenServer
+) -> None:
+    """The provider's clock is injected: expiry is reached without waiting for it."""
+    token_server.expires_in = 600.0
+    now = [1_000_000.0]
+    auth = parse_authorization(oauth(token_server, "idp"), allowed=test_settings.allowed_networks)
+    client = WebhookClient(test_settings)
+    await client.start()
+    try:
+        tokens = TokenProvider(auth, client, clock=lambda: now[0])
+        first = await tokens.token()
+        assert await tokens.token() == first
+        assert len(token_server.calls) == 1  # cached while valid
+        now[0] += 600.0  # past its lifetime (and the refresh margin before it)
+        second = await tokens.token()
+        assert second != first and token_server.valid(second)
+        assert len(token_server.calls) == 2
+    finally:
+        await client.close()
 
 
 async def test_token_placeholder_in_header_and_param_and_body_client_auth(
@@ -218,6 +235,6 @@ async def test_rotating_an_authorization_takes_effect_without_restart(
     assert (await wait_for_requests(receiver, "/rot", 1))[0].headers["x-key"] == "old-key-1"
 
     await apply_auth(test_env, tmp_path, {**doc, "headers": "X-Key: new-key-2"})
-    await asyncio.sleep(1.0)  # the worker's registry tails the topic
+    await wait_for_log(worker, "authorization rot applied")  # the registry tails the topic
     await produce(test_settings, test_settings.input_topic, [enter("r2")])
     assert (await wait_for_requests(receiver, "/rot", 2))[1].headers["x-key"] == "new-key-2"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -15,6 +14,7 @@ import yaml
 
 from app.devtools.receiver import Received, WebhookReceiver
 from tests.support.broker import ROOT
+from tests.support.polling import eventually
 from tests.support.processes import WEBHOOKS, CliResult, WorkerProcess
 
 
@@ -56,25 +56,25 @@ async def apply_jobs(
 
 
 async def wait_for_log(worker: WorkerProcess, line: str, wait_s: float = 60.0) -> None:
-    deadline = time.monotonic() + wait_s
-    while time.monotonic() < deadline:
-        if line in worker.log_path.read_text(errors="replace"):
-            return
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"worker never logged {line!r}:\n{worker.tail()}")
+    await eventually(
+        lambda: worker.log_path.read_text(errors="replace"),
+        lambda text: line in text,
+        wait_s=wait_s,
+        interval_s=0.1,
+        what=lambda _: f"worker never logged {line!r}:\n{worker.tail()}",
+    )
 
 
 async def wait_for_requests(
     receiver: WebhookReceiver, path: str, count: int, wait_s: float = 30.0
 ) -> list[Received]:
-    deadline = time.monotonic() + wait_s
-    while time.monotonic() < deadline:
-        got = receiver.for_path(path)
-        if len(got) >= count:
-            return got
-        await asyncio.sleep(0.05)
-    got = receiver.for_path(path)
-    raise AssertionError(f"{path}: expected {count} requests, got {len(got)}")
+    return await eventually(
+        lambda: receiver.for_path(path),
+        lambda got: len(got) >= count,
+        wait_s=wait_s,
+        interval_s=0.05,
+        what=lambda got: f"{path}: expected {count} requests, got {len(got or [])}",
+    )
 
 
 async def settle(receiver: WebhookReceiver, quiet_s: float = 2.0) -> None:
@@ -97,14 +97,13 @@ async def wait_for_state(
     env: dict[str, str], job_id: str, state: str, wait_s: float = 60.0
 ) -> dict[str, Any]:
     """Poll `webhooks jobs show` until the job reports `state`; return that report."""
-    deadline = time.monotonic() + wait_s
-    doc: dict[str, Any] = {}
-    while time.monotonic() < deadline:
-        doc = await job_status(env, job_id)
-        if doc["state"] == state:
-            return doc
-        await asyncio.sleep(0.3)
-    raise AssertionError(f"job {job_id} never reached {state!r}; last report: {doc}")
+    return await eventually(
+        lambda: job_status(env, job_id),
+        lambda doc: doc["state"] == state,
+        wait_s=wait_s,
+        interval_s=0.3,
+        what=lambda doc: f"job {job_id} never reached {state!r}; last report: {doc}",
+    )
 
 
 async def wait_for_delivered(
@@ -116,11 +115,11 @@ async def wait_for_delivered(
 ) -> set[Any]:
     """Poll until `count` distinct keys were answered 2xx on `path`; return the keys seen
     (fewer on timeout: the caller's assertion says what is missing)."""
-    deadline = time.monotonic() + wait_s
-    seen: set[Any] = set()
-    while time.monotonic() < deadline:
-        seen = {key(r) for r in receiver.for_path(path) if r.status < 300}
-        if len(seen) >= count:
-            break
-        await asyncio.sleep(0.3)
-    return seen
+
+    def delivered() -> set[Any]:
+        return {key(r) for r in receiver.for_path(path) if r.status < 300}
+
+    try:
+        return await eventually(delivered, lambda seen: len(seen) >= count, wait_s=wait_s)
+    except AssertionError:
+        return delivered()

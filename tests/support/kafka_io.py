@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -11,7 +9,9 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from app.settings import Settings
-from app.transport.kafka import admin_client, read_to_end
+from app.transport.kafka import read_to_end
+from app.transport.kafka_admin import admin_client
+from tests.support.polling import eventually
 
 
 async def produce(
@@ -43,14 +43,15 @@ async def wait_for_records(
     settings: Settings, topic: str, count: int, wait_s: float = 30.0
 ) -> list[tuple[str | None, Any]]:
     """Poll `topic` until it holds at least `count` records (or time out with what it has)."""
-    deadline = time.monotonic() + wait_s
-    rows: list[tuple[str | None, Any]] = []
-    while time.monotonic() < deadline:
-        rows = await read_json(settings, topic)
-        if len(rows) >= count:
-            return rows
-        await asyncio.sleep(0.5)
-    raise AssertionError(f"{topic}: expected {count} records, found {len(rows)}: {rows[:5]}")
+    return await eventually(
+        lambda: read_json(settings, topic),
+        lambda rows: len(rows) >= count,
+        wait_s=wait_s,
+        interval_s=0.5,
+        what=lambda rows: (
+            f"{topic}: expected {count} records, found {len(rows or [])}: {(rows or [])[:5]}"
+        ),
+    )
 
 
 async def commits_and_ends(
@@ -78,14 +79,13 @@ async def wait_for_commits_at_end(
     settings: Settings, topic: str, group: str, wait_s: float = 120.0
 ) -> dict[int, tuple[int | None, int]]:
     """Poll until `group` has committed every partition of `topic` to its end offset."""
-    deadline = time.monotonic() + wait_s
-    state: dict[int, tuple[int | None, int]] = {}
-    while time.monotonic() < deadline:
-        state = await commits_and_ends(settings, topic, group)
-        if state and all(c == end for c, end in state.values()):
-            return state
-        await asyncio.sleep(1.0)
-    raise AssertionError(f"{topic}: {group} did not commit to the end: {state}")
+    return await eventually(
+        lambda: commits_and_ends(settings, topic, group),
+        lambda state: bool(state) and all(c == end for c, end in state.values()),
+        wait_s=wait_s,
+        interval_s=1.0,
+        what=lambda state: f"{topic}: {group} did not commit to the end: {state}",
+    )
 
 
 async def wait_for_dead_letters(
@@ -95,13 +95,18 @@ async def wait_for_dead_letters(
     wait_s: float = 60.0,
 ) -> list[tuple[str | None, Any]]:
     """Poll the dead-letter topic until `count` letters pass `keep(key, doc)`; return them."""
-    deadline = time.monotonic() + wait_s
-    found: list[tuple[str | None, Any]] = []
-    while time.monotonic() < deadline:
-        found = [
+
+    async def letters() -> list[tuple[str | None, Any]]:
+        return [
             (k, d) for k, d in await read_json(settings, settings.deadletter_topic) if keep(k, d)
         ]
-        if len(found) >= count:
-            return found
-        await asyncio.sleep(0.5)
-    raise AssertionError(f"expected {count} dead letters, found {len(found)}: {found[:3]}")
+
+    return await eventually(
+        letters,
+        lambda found: len(found) >= count,
+        wait_s=wait_s,
+        interval_s=0.5,
+        what=lambda found: (
+            f"expected {count} dead letters, found {len(found or [])}: {(found or [])[:3]}"
+        ),
+    )

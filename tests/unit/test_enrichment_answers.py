@@ -10,7 +10,7 @@ from app.domain.enrichment import (
     answer_records,
 )
 from app.domain.jobs import parse_job_config
-from app.domain.payloads import QueuedEvent
+from app.domain.queue_record import QueuedEvent
 
 JOB = parse_job_config(
     {

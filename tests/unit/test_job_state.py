@@ -159,7 +159,6 @@ def test_counters() -> None:
         delivered_requests=3,
         delivered_events=6,
         omitted_events=3,
-        retried_requests=2,
         failed_requests=2,
     )
 
@@ -195,3 +194,29 @@ def test_since_changes_only_with_state() -> None:
     m.retry_after(T0 + 70, T0 + 80)
     m.retry_after(T0 + 75, T0 + 90)
     assert (m.status.since, m.status.next_run) == (T0 + 70, T0 + 90)
+
+
+def state_of(m: JobStateMachine) -> str:
+    return m.status.state
+
+
+def test_the_machine_reports_its_own_changes() -> None:
+    m = machine()
+    assert m.take_changed() is True  # a new machine reports its status once
+    assert m.take_changed() is False
+    m.delivered(T0)
+    assert m.take_changed() is True
+    assert m.wait_s(T0) == 0.0
+    assert m.take_changed() is False  # running and due: nothing changed
+    fail(m, T0, 10)
+    assert m.take_changed() is True
+    assert state_of(m) == "error"
+    assert m.status.next_run is not None
+    m.wait_s(m.status.next_run + 1)  # due again: back to running
+    assert m.take_changed() is True
+    assert state_of(m) == "running"
+
+
+def test_counters_of_older_records_are_read() -> None:
+    doc = {"delivered_requests": 2, "retried_requests": 7, "failed_requests": 7}
+    assert Counters.from_dict(doc) == Counters(delivered_requests=2, failed_requests=7)

@@ -11,13 +11,12 @@ from cloudevents.core.formats.json import JSONFormat
 
 from app.domain.jobs import JobConfig, parse_job_config
 from app.domain.payloads import (
-    QueuedEvent,
     build_request_body,
     cloudevent_body,
     lytics_body,
     webhook_id,
 )
-from app.domain.record_routing import queue_value
+from app.domain.queue_record import QueuedEvent, queue_value
 from app.domain.records import UserRecord
 
 QUEUED_AT_MS = 1_685_056_204_651  # 2023-05-25T23:10:04.651Z

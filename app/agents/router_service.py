@@ -53,7 +53,7 @@ class RoutedBatch:
     acks: list[asyncio.Future[Any]]
 
 
-class Router:
+class RouterService:
     """Routes batches of input events; acks them once the broker has their records.
 
     Pipelined: while batch N's records are in flight, batch N+1 is routed. Records are

@@ -16,7 +16,6 @@ import asyncio
 import logging
 import time
 from collections import defaultdict
-from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -26,13 +25,13 @@ from app.domain.backfill import (
     Member,
     backfill_event_id,
     current_members,
-    latest_states,
+    progress_record,
 )
-from app.domain.deadletters import utc_now_rfc3339
 from app.domain.errors import InvalidRecord
 from app.domain.jobs import JobConfig
-from app.domain.record_routing import queue_value
+from app.domain.queue_record import queue_value
 from app.domain.records import UserRecord, parse_record
+from app.domain.timefmt import utc_now_rfc3339
 from app.settings import Settings
 from app.topic_catalog import state_changelog_topic
 from app.transport.batch_producer import BatchWriter
@@ -41,15 +40,15 @@ from app.transport.kafka import (
     cancel_and_wait,
     durable_producer,
     group_timeouts,
+    read_compacted,
     read_offsets,
-    read_to_end,
 )
 from app.transport.registry import ConfigRegistry
 
 log = logging.getLogger(__name__)
 
 
-class BackfillRunner:
+class BackfillService:
     def __init__(self, settings: Settings, registry: ConfigRegistry) -> None:
         self.settings = settings
         self.registry = registry
@@ -164,8 +163,8 @@ class BackfillRunner:
     async def _backfill_partition(
         self, job: JobConfig, request_id: str, changelog: str, partition: int
     ) -> int:
-        rows = await read_to_end(self.settings, changelog, timeout_s=3600, partitions={partition})
-        members = current_members(latest_states([(k, v) for k, v, _ in rows]), job)
+        states = await read_compacted(self.settings, changelog, {partition}, timeout_s=3600)
+        members = current_members(states, job)
         if not members:
             return 0
         profiles = await self._profiles(members)
@@ -208,17 +207,13 @@ class BackfillRunner:
         return out
 
     async def _load_progress(self, job_id: str) -> BackfillProgress | None:
-        found: BackfillProgress | None = None
-        for key, value, _ in await read_to_end(
-            self.settings, self.settings.backfill_progress_topic
-        ):
-            if key == job_id.encode():
-                found = BackfillProgress.from_dict(orjson.loads(value)) if value else None
-        return found
+        view = await read_compacted(self.settings, self.settings.backfill_progress_topic)
+        value = view.get(job_id.encode())
+        return BackfillProgress.from_dict(orjson.loads(value)) if value else None
 
     async def _write_progress(self, job_id: str, progress: BackfillProgress) -> None:
         assert self._producer is not None
-        doc: dict[str, Any] = {"job_id": job_id, **progress.to_dict()}
+        doc = progress_record(job_id, progress)
         await self._producer.send_and_wait(
             self.settings.backfill_progress_topic, orjson.dumps(doc), key=job_id.encode()
         )

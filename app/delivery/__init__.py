@@ -1,0 +1,1 @@
+"""Delivery of one job: queue -> batches -> requests (see job_delivery.py)."""
