@@ -22,6 +22,8 @@ from app.agents.delivery_service import DeliveryService
 from app.agents.router_service import RouterService
 from app.settings import Settings, get_settings
 from app.topic_catalog import state_changelog_topic
+from app.transport.broker_probe import BrokerProbe
+from app.transport.health_server import HealthServer
 from app.transport.input_consumer import InputConsumer
 from app.transport.kafka import cancel_and_wait
 from app.transport.registry import ConfigRegistry
@@ -51,8 +53,20 @@ class WebhooksService(Service):  # type: ignore[misc]
         self.delivery = delivery
         self.backfill = backfill
         self._confirming: asyncio.Task[None] | None = None
+        self._fatal_error: str | None = None
+        self.broker = BrokerProbe(settings)
+        self.health = (
+            HealthServer(
+                settings.http_host, settings.http_port, lambda: self._fatal_error, self.not_ready
+            )
+            if settings.http_port
+            else None
+        )
 
     async def on_start(self) -> None:
+        if self.health is not None:
+            await self.health.start()
+        await self.broker.start()
         await self.registry.start()
         await self.registry.ready.wait()  # no record is routed before every job is known
         await self.router.start()
@@ -73,6 +87,20 @@ class WebhooksService(Service):  # type: ignore[misc]
         await self.delivery.stop()
         await self.router.stop()
         await self.registry.stop()
+        await self.broker.stop()
+        if self.health is not None:
+            await self.health.stop()
+
+    def not_ready(self) -> list[str]:
+        """What readiness still waits for (`/readyz`); empty when ready."""
+        missing = []
+        if not self.broker.reachable():
+            missing.append("broker: not reachable")
+        if not self.registry.ready.is_set():
+            missing.append("configs: not loaded yet")
+        if not self.input.assigned_once.is_set():
+            missing.append("router: no input assignment yet")
+        return missing
 
     def dump_diagnostics(self) -> None:
         """`kill -USR1 <pid>`: log each job's delivery state and every asyncio task's stack
@@ -93,6 +121,7 @@ class WebhooksService(Service):  # type: ignore[misc]
             )
 
     async def _fatal(self, exc: BaseException) -> None:
+        self._fatal_error = f"{type(exc).__name__}: {exc}"
         await self.crash(exc)
 
 

@@ -10,6 +10,7 @@ import ipaddress
 import socket
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -69,6 +70,12 @@ class Settings(BaseSettings):
     """Bearer token required by the REST API when set."""
     data_dir: Path = Path(".cache/worker-data")
     """Faust's local data directory."""
+    http_port: int = Field(default=0, ge=0, le=65535)
+    """Port of the worker's /healthz, /readyz and /metrics (plain HTTP); 0 = off."""
+    http_host: str = "0.0.0.0"
+    """Address that port listens on."""
+    log_format: Literal["text", "json"] = "text"
+    """`json`: one JSON object a line (time, level, logger, message, job_id, event_ids)."""
     batch_window_s: float = Field(default=1.0, gt=0, le=60)
     """How long a batch waits for more events after its first one."""
     retry_backoff_initial_s: float = Field(default=0.5, gt=0)

@@ -27,6 +27,7 @@ from app.domain.status_record import (
 from app.domain.status_summary import config_version
 from app.domain.timefmt import rfc3339
 from app.settings import Settings
+from app.transport import metrics
 from app.transport.auth_resolver import AuthResolver
 from app.transport.http import WebhookClient
 from app.transport.job_log import JobLog
@@ -129,6 +130,7 @@ class DeliveryService:
             if delivery.machine.take_changed():
                 self._dirty.add(job_id)
         await self._log_transitions()
+        self._update_gauges()
         if final or time.monotonic() - self._last_heartbeat >= self.settings.status_heartbeat_s:
             self._dirty |= set(self.statuses)
             self._last_heartbeat = time.monotonic()
@@ -152,6 +154,12 @@ class DeliveryService:
             self._dirty |= dirty
             raise
 
+    def _update_gauges(self) -> None:
+        for job_id, status in self.statuses.items():
+            metrics.set_job_state(job_id, status.state)
+        for job_id, delivery in self.deliveries.items():
+            metrics.BACKLOG.labels(job_id).set(delivery.queue.backlog())
+
     async def _log_transitions(self) -> None:
         """A `state` entry in the job log for every state change since the last look."""
         assert self.joblog is not None
@@ -163,6 +171,15 @@ class DeliveryService:
             if before is None and status.state == "running":
                 continue  # a new job: its `delivery` entry says so
             reason = _transition_reason(status)
+            level = logging.WARNING if status.state in ("error", "failed") else logging.INFO
+            log.log(
+                level,
+                "job %s: state %s -> %s%s",
+                job_id,
+                before or "new",
+                status.state,
+                f": {reason}" if reason else "",
+            )
             await self.joblog.write(
                 job_id,
                 "state",
@@ -205,6 +222,7 @@ class DeliveryService:
             log.info("job %s deleted: delivery stopped", job_id)
             await self._log(job_id, f"job deleted: worker {self.settings.worker_id} forgot it")
             self._logged_states.pop(job_id, None)
+            metrics.forget_job(job_id)
             return
         status = self.statuses.setdefault(job_id, JobStatus(since=now))
         if not wanted:

@@ -32,6 +32,7 @@ from app.domain.record_routing import OutRecord, Source, plan_record, truncated_
 from app.domain.records import parse_record
 from app.domain.routing import field_tag
 from app.settings import Settings
+from app.transport import metrics
 from app.transport.batch_producer import BatchWriter
 from app.transport.kafka import durable_producer, iter_offsets
 from app.transport.registry import ConfigRegistry
@@ -198,9 +199,13 @@ class RouterService:
                 dl_topic,
                 changelog,
             )
+            if plan.dead_lettered:
+                metrics.INPUT_DEAD_LETTERED.inc()
             if not plan.dead_lettered and plan.state_key is not None and plan.new_state is not None:
                 data[plan.state_key] = plan.new_state
             out.extend(plan.records)
+        metrics.INPUT_ROUTED.inc(len(events))
+        metrics.STATE_ENTRIES.set(self.store.size())
         return out
 
     async def _ensure_baselines(self, events: Sequence[Any]) -> None:

@@ -30,6 +30,7 @@ from app.topic_catalog import load_catalog
 from app.transport.job_log import read_job_log
 from app.transport.kafka import BrokerUnavailable
 from app.transport.kafka_admin import ensure_topics
+from app.transport.log_format import logging_config
 
 T = TypeVar("T")
 
@@ -100,7 +101,10 @@ def worker(loglevel: str) -> None:
 
     from app.main import app
 
-    Worker(app, loglevel=loglevel, quiet=True).execute_from_commandline()
+    options: dict[str, Any] = {}
+    if settings.log_format == "json":
+        options["logging_config"] = logging_config(loglevel)
+    Worker(app, loglevel=loglevel, quiet=True, **options).execute_from_commandline()
 
 
 @cli.group()

@@ -36,6 +36,7 @@ from app.domain.retry import RetryPolicy
 from app.domain.templates import TemplateError
 from app.settings import Settings
 from app.topic_catalog import delivery_group, enrichment_topic_spec
+from app.transport import metrics
 from app.transport.auth_resolver import AuthResolver
 from app.transport.http import WebhookClient, exception_text
 from app.transport.job_log import JobLog
@@ -301,6 +302,7 @@ class JobDelivery:
             f"job {self.job.id}: dead letters",
         )
         self.machine.omitted(len(records), time.time(), reason, status)
+        metrics.EVENTS_OMITTED.labels(self.job.id).inc(len(records))
         log.info("job %s: %d event(s) dead-lettered: %s", self.job.id, len(records), reason[:200])
         await self.joblog.write(
             self.job.id,

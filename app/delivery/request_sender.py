@@ -26,6 +26,7 @@ from app.domain.queue_record import QueuedEvent
 from app.domain.redaction import Redactor
 from app.domain.retry import RetryPolicy
 from app.domain.urls import merge_params
+from app.transport import metrics
 from app.transport.auth_resolver import AuthResolver, AuthUnavailable
 from app.transport.http import WebhookClient, exception_text
 from app.transport.job_log import JobLog
@@ -75,11 +76,16 @@ class RequestSender:
         """Attempt until delivered or omitted; `check_owned` raises `Released` when the
         request's partitions move (checked before each attempt and while waiting)."""
         wid = webhook_id(events)
+        metrics.BATCH_EVENTS.labels(self.job.id).observe(len(events))
         failures = 0
         refreshed = False
         while True:
             await self._wait_until_runnable(check_owned)
+            started = time.monotonic()
             result, answer, token, tokens = await self._attempt(url, body, content_type, wid)
+            if result.refused is None and result.token_error is None:
+                metrics.REQUEST_SECONDS.labels(self.job.id).observe(time.monotonic() - started)
+                metrics.REQUESTS.labels(self.job.id, metrics.status_class(result.status)).inc()
             now = time.time()
             decision = decide(
                 result,
@@ -95,6 +101,7 @@ class RequestSender:
                     if not self.job.is_triggers:
                         await self._on_answer(events, answer)
                     self.machine.delivered(now, requests=1, events=len(events))
+                    metrics.EVENTS_DELIVERED.labels(self.job.id).inc(len(events))
                     return
                 case Action.OMIT:
                     await self._on_omit(events, decision.reason, decision.status)
@@ -124,6 +131,7 @@ class RequestSender:
                 case Action.RETRY:
                     failures = decision.retry
                     self.machine.failed(now, decision.reason, decision.status)
+                    metrics.RETRIES.labels(self.job.id).inc()
                     await self._log_retry(
                         wid,
                         len(events),

@@ -31,6 +31,7 @@ from aiokafka.errors import KafkaError
 from aiokafka.structs import OffsetAndMetadata
 
 from app.settings import Settings
+from app.transport import metrics
 from app.transport.kafka import cancel_and_wait, group_timeouts
 from app.transport.kafka_admin import admin_client
 from app.transport.state_store import StateStore
@@ -172,6 +173,20 @@ class InputConsumer:
                 await self._commit()
             except KafkaError as exc:
                 log.info("input commit deferred (%r)", exc)
+            metrics.ROUTER_LAG.set(self.lag())
+
+    def lag(self) -> int:
+        """Input records not yet routed on the owned partitions (from the last fetch's
+        high watermark; 0 for a partition not fetched yet)."""
+        consumer = self._consumer
+        if consumer is None:
+            return 0
+        total = 0
+        for p, nxt in list(self._next.items()):
+            high = consumer.highwater(TopicPartition(self.topic, p))
+            if high is not None:
+                total += max(0, high - nxt)
+        return total
 
     async def _commit(self) -> None:
         consumer = self._consumer

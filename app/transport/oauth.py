@@ -20,6 +20,7 @@ import orjson
 
 from app.domain.authorizations import Authorization
 from app.domain.redaction import Redactor
+from app.transport import metrics
 from app.transport.http import WebhookClient, exception_text
 
 DEFAULT_EXPIRES_IN_S = 3600.0
@@ -79,6 +80,15 @@ class TokenProvider:
             return current.value
 
     async def _fetch(self) -> Token:
+        try:
+            token = await self._fetch_once()
+        except TokenError:
+            metrics.TOKEN_FETCHES.labels("error").inc()
+            raise
+        metrics.TOKEN_FETCHES.labels("ok").inc()
+        return token
+
+    async def _fetch_once(self) -> Token:
         auth = self.auth
         assert auth.token_url and auth.client_id and auth.client_secret is not None
         form = {"grant_type": "client_credentials"}

@@ -71,6 +71,7 @@ class QueueConsumer:
         self._next: dict[TopicPartition, int] = {}
         self._epochs: dict[TopicPartition, int] = {}
         self._epoch = 0
+        self._starts: dict[TopicPartition, int] = {}  # where each assignment began
         self._skip: dict[TopicPartition, set[int]] = {}
         self._last_commit: dict[TopicPartition, tuple[int, str]] = {}
         self._tasks: list[asyncio.Task[None]] = []
@@ -137,6 +138,21 @@ class QueueConsumer:
             await consumer.commit(with_meta)
             self._last_commit = with_meta
 
+    def backlog(self) -> int:
+        """Records not yet committed on the assigned partitions (from the last fetch's high
+        watermark; a partition not fetched yet counts 0)."""
+        consumer = self._consumer
+        if consumer is None:
+            return 0
+        committable = self.tracker.committable()
+        total = 0
+        for tp in consumer.assignment():
+            high = consumer.highwater(tp)
+            done = committable.get(tp, self._starts.get(tp))
+            if high is not None and done is not None:
+                total += max(0, high - done)
+        return total
+
     def forget(self, revoked: list[TopicPartition]) -> None:
         for tp in revoked:
             self.tracker.forget(tp)
@@ -191,6 +207,7 @@ class QueueConsumer:
                     self._skip[tp] = decode_done(meta.offset, meta.metadata)
             consumer.seek(tp, start)
             self._next[tp] = start
+            self._starts[tp] = start
             self._epoch += 1
             self._epochs[tp] = self._epoch
 

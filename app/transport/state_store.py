@@ -37,6 +37,10 @@ class StateStore:
         self._released_maps: dict[int, dict[bytes, bytes]] = {}
         self._released_at: dict[int, int] = {}  # partition -> changelog end when released
 
+    def size(self) -> int:
+        """Entries (users and markers) of the assigned partitions."""
+        return sum(len(m) for m in self._maps.values())
+
     def partition(self, partition: int) -> dict[bytes, bytes]:
         """The live map of an assigned partition (KeyError when not assigned)."""
         return self._maps[partition]
