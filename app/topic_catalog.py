@@ -37,8 +37,8 @@ def load_catalog(settings: Settings, directory: Path = TOPICS_DIR) -> list[Topic
         name = doc["name"]
         if doc.get("setting"):
             name = getattr(settings, doc["setting"])
-        elif name.endswith("-user-state-changelog"):
-            name = state_changelog_topic(settings)  # named after the app id
+        elif doc.get("app_id_suffix"):
+            name = f"{settings.app_id}{doc['app_id_suffix']}"  # named after the app id
         partitions = int(doc["partitions"])
         if name == settings.input_topic or name == state_changelog_topic(settings):
             partitions = settings.input_partitions  # must stay co-partitioned

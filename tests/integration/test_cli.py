@@ -38,7 +38,7 @@ def test_topics_create_is_idempotent(test_env: dict[str, str]) -> None:
     assert f"created {test_env['WEBHOOKS_JOBS_TOPIC']} (1 partitions, compact)" in first.out
     second = run_cli(test_env, "topics", "create")
     assert second.code == 0, second.err
-    assert "0 created, 10 already existed" in second.out
+    assert "0 created, 11 already existed" in second.out
 
 
 def test_job_round_trips_through_cli_and_topic(
