@@ -1,13 +1,14 @@
 """`WEBHOOKS_LOG_FORMAT=json`: one JSON object a line, for log pipelines.
 
 Fields: `time` (RFC 3339, UTC), `level`, `logger`, `message`, and where the line is about a
-job, `job_id` (from `extra={"job_id": ...}`, or from the project's "job %s: ..." message
+job, `job_id` (from `extra={"job_id": ...}`, or from the project's "job %s" message
 convention), `event_ids` (from `extra`), `exception` (the formatted traceback).
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 import orjson
@@ -24,9 +25,8 @@ class JsonFormatter(logging.Formatter):
             "message": record.getMessage(),
         }
         job_id = getattr(record, "job_id", None)
-        if job_id is None and isinstance(record.msg, str) and record.msg.startswith("job %s"):
-            args = record.args if isinstance(record.args, tuple) else ()
-            job_id = args[0] if args else None
+        if job_id is None and isinstance(record.msg, str):
+            job_id = _job_arg(record.msg, record.args)
         if job_id is not None:
             doc["job_id"] = str(job_id)
         event_ids = getattr(record, "event_ids", None)
@@ -35,6 +35,20 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info:
             doc["exception"] = self.formatException(record.exc_info)
         return orjson.dumps(doc, default=str).decode()
+
+
+_JOB = re.compile(r"\bjob %s")
+_PLACEHOLDER = re.compile(r"%[-#0 +]*\d*(?:\.\d+)?[sdrfgxi]")
+
+
+def _job_arg(msg: str, args: object) -> object | None:
+    """The argument that fills the first "job %s" of a message ("job %s: ...", "delivery
+    started for job %s"), the project's convention for lines about a job."""
+    match = _JOB.search(msg)
+    if match is None or not isinstance(args, tuple):
+        return None
+    index = len(_PLACEHOLDER.findall(msg.replace("%%", "")[: match.start()]))
+    return args[index] if index < len(args) else None
 
 
 def logging_config(level: str) -> dict[str, Any]:

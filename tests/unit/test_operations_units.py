@@ -40,6 +40,13 @@ def test_extra_job_and_event_ids_and_exceptions_are_fields() -> None:
     assert "ValueError: boom" in doc["exception"]
 
 
+def test_the_job_id_is_found_wherever_job_placeholder_stands() -> None:
+    line = JsonFormatter().format(record("delivery started for job %s (%s)", "j3", "topic"))
+    assert orjson.loads(line)["job_id"] == "j3"
+    line = JsonFormatter().format(record("backfill %s of job %s: %d partition(s)", "r", "j4", 8))
+    assert orjson.loads(line)["job_id"] == "j4"
+
+
 def test_a_message_without_a_job_has_no_job_id() -> None:
     assert "job_id" not in orjson.loads(JsonFormatter().format(record("router ready")))
 
