@@ -7,6 +7,9 @@ COPY topics ./topics
 RUN pip install --no-cache-dir . && useradd --uid 10001 webhooks && mkdir -p /var/lib/webhooks \
     && chown webhooks /var/lib/webhooks
 USER webhooks
-ENV WEBHOOKS_DATA_DIR=/var/lib/webhooks
+ENV WEBHOOKS_DATA_DIR=/var/lib/webhooks WEBHOOKS_HTTP_PORT=8080 PYTHONDONTWRITEBYTECODE=1
+EXPOSE 8080
+HEALTHCHECK --interval=15s --timeout=3s --start-period=60s --retries=3 \
+    CMD ["python", "-c", "import urllib.request as u; u.urlopen('http://127.0.0.1:8080/healthz', timeout=2)"]
 ENTRYPOINT ["webhooks"]
 CMD ["worker"]

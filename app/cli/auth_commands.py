@@ -10,7 +10,12 @@ from typing import Any
 import orjson
 
 from app.cli.files import load_documents
-from app.cli.job_commands import CommandFailed, load_compacted, load_jobs
+from app.cli.job_commands import (
+    CommandFailed,
+    ensure_declared_topics,
+    load_compacted,
+    load_jobs,
+)
 from app.domain.authorizations import (
     SECRET_FIELDS,
     Authorization,
@@ -87,6 +92,7 @@ async def apply(settings: Settings, file: Path) -> list[str]:
     if problems:
         raise ConfigError("authorization", problems)
     box = secret_box(settings)
+    await ensure_declared_topics(settings)
     if box is None and any(a.has_secrets for a in auths):
         raise ConfigError(
             "authorization",

@@ -28,7 +28,12 @@ from app.domain.status_summary import (
 )
 from app.domain.timefmt import utc_now_rfc3339
 from app.settings import Settings
-from app.topic_catalog import delivery_group, enrichment_topic_spec, queue_topic_spec
+from app.topic_catalog import (
+    delivery_group,
+    enrichment_topic_spec,
+    load_catalog,
+    queue_topic_spec,
+)
 from app.transport.kafka import read_compacted, write_record
 from app.transport.kafka_admin import (
     consumer_lag,
@@ -50,6 +55,12 @@ async def load_compacted(settings: Settings, topic: str) -> dict[str, bytes]:
     """Latest value per key of a compacted topic (keys as text); deleted keys left out."""
     view = await read_compacted(settings, topic)
     return {key.decode(errors="replace"): value for key, value in view.items()}
+
+
+async def ensure_declared_topics(settings: Settings) -> None:
+    """Create the declared topics that are missing (idempotent), so `jobs apply` and `auth
+    apply` work before any worker ran, also where brokers do not create topics on use."""
+    await ensure_topics(settings, load_catalog(settings))
 
 
 async def load_jobs(settings: Settings) -> dict[str, StoredJob]:
@@ -85,6 +96,7 @@ def validate_documents(
 async def apply(settings: Settings, file: Path, applied: list[str] | None = None) -> list[str]:
     """Store the jobs of `file`; their ids are appended to `applied` when given."""
     configs = validate_documents(load_documents(file), settings.allowed_networks)
+    await ensure_declared_topics(settings)
     auth_ids = set(await load_compacted(settings, settings.authorizations_topic))
     missing = [
         FieldProblem(

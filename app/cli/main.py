@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 import click
 import orjson
+from aiokafka.errors import KafkaError, UnknownTopicOrPartitionError
 
 from app.cli import auth_commands, job_commands
 from app.cli.auth_commands import KeyProblem
@@ -55,6 +56,13 @@ def run_async(fn: Callable[..., Coroutine[Any, Any, T]]) -> Callable[..., T]:
             raise UsageProblem(str(exc)) from None
         except (BrokerUnavailable, job_commands.CommandFailed) as exc:
             raise click.ClickException(str(exc)) from None
+        except UnknownTopicOrPartitionError:
+            raise click.ClickException(
+                "a topic of the service does not exist: run `webhooks topics create` "
+                "(a worker creates them when it starts)"
+            ) from None
+        except KafkaError as exc:  # one line, not a traceback: the broker refused something
+            raise click.ClickException(f"Kafka refused the request: {exc!r}") from None
 
     return wrapper
 
