@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export WEBHOOKS_KAFKA_BOOTSTRAP ?= 127.0.0.1:9092
 
-.PHONY: help install broker broker-stop lint typecheck test test-unit test-integration test-e2e demo bench clean
+.PHONY: help install compose-schema broker broker-stop lint typecheck test test-unit test-integration test-e2e demo bench clean
 
 help:
 	@echo "make demo   - broker + worker + HTTPS receiver + example jobs and events (Ctrl-C stops)"
@@ -21,6 +21,14 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# The compose-spec JSON schema, as shipped in docker-compose 1.29.2's wheel (downloaded, not
+# installed: only its compose/config/compose_spec.json is read, by tests/unit/test_compose.py).
+COMPOSE_WHEEL := .cache/compose-spec/docker_compose-1.29.2-py2.py3-none-any.whl
+$(COMPOSE_WHEEL): | $(STAMP)
+	$(BIN)/pip download -q --no-deps --dest .cache/compose-spec docker-compose==1.29.2
+
+compose-schema: $(COMPOSE_WHEEL)
+
 broker:
 	scripts/kafka.sh start
 
@@ -34,10 +42,10 @@ lint: install
 typecheck: install
 	$(BIN)/mypy app tests bench scripts
 
-test: install broker lint typecheck
+test: install compose-schema broker lint typecheck
 	$(BIN)/pytest -ra tests
 
-test-unit: install
+test-unit: install compose-schema
 	$(BIN)/pytest -ra tests/unit
 
 test-integration: install broker
