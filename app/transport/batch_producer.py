@@ -12,7 +12,8 @@ import asyncio
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.partitioner import murmur2
+
+from app.transport.kafka import key_partition
 
 
 class BatchWriter:
@@ -32,7 +33,7 @@ class BatchWriter:
             if count is None:
                 count = len(await self._producer.partitions_for(topic))
                 self._partitions[topic] = count
-            partition = (murmur2(key) & 0x7FFFFFFF) % count if key is not None else 0
+            partition = key_partition(key, count) if key is not None else 0
         slot = (topic, partition)
         builder = self._builders.get(slot)
         if builder is None:

@@ -13,11 +13,11 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from app.domain.job_log import JobLogEntry, entry, parse_entry
 from app.settings import Settings
-from app.transport.kafka import refresh_metadata
+from app.transport.kafka import key_partition, topic_partitions
 
 log = logging.getLogger(__name__)
 
@@ -70,13 +70,12 @@ async def read_job_log(
     )
     await consumer.start()
     try:
-        parts = consumer.partitions_for_topic(settings.job_log_topic)
-        if parts is None:
-            await refresh_metadata(consumer)
-            parts = consumer.partitions_for_topic(settings.job_log_topic)
-        if not parts:
+        everywhere = await topic_partitions(consumer, settings.job_log_topic)
+        if not everywhere:
             return
-        tps = [TopicPartition(settings.job_log_topic, p) for p in sorted(parts)]
+        key = job_id.encode()
+        # Entries are keyed by job id: all of a job's are on the partition its key maps to.
+        tps = [everywhere[key_partition(key, len(everywhere))]]
         consumer.assign(tps)
         ends = await consumer.end_offsets(tps)
         starts = await consumer.beginning_offsets(tps)
@@ -87,7 +86,6 @@ async def read_job_log(
                 starts[tp] = at.offset if at is not None else ends[tp]
         for tp in tps:
             consumer.seek(tp, starts[tp])
-        key = job_id.encode()
         remaining = {tp for tp in tps if starts[tp] < ends[tp]}
         while remaining or follow:
             batches = await consumer.getmany(timeout_ms=500, max_records=5000)

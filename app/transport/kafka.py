@@ -14,6 +14,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaConnectionError, KafkaError
+from aiokafka.partitioner import murmur2
 
 from app.domain.compaction import latest_values
 from app.settings import Settings
@@ -84,6 +85,23 @@ async def refresh_metadata(consumer: AIOKafkaConsumer) -> None:
     await consumer._client.force_metadata_update()
 
 
+async def topic_partitions(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:
+    """The partitions of `topic`, sorted (none when it does not exist), fetching metadata
+    first when the consumer does not know the topic yet."""
+    parts = consumer.partitions_for_topic(topic)
+    if not parts:
+        await refresh_metadata(consumer)
+        parts = consumer.partitions_for_topic(topic)
+    return [TopicPartition(topic, p) for p in sorted(parts or ())]
+
+
+def key_partition(key: bytes, count: int) -> int:
+    """The partition Kafka's default partitioner (the Java client's, and aiokafka's) gives
+    `key` among `count`: murmur2 of the key, made positive, modulo the count."""
+    hashed: int = murmur2(key)
+    return (hashed & 0x7FFFFFFF) % count
+
+
 async def read_to_end(
     settings: Settings,
     topic: str,
@@ -107,17 +125,10 @@ async def read_to_end(
         await consumer.stop()
         raise BrokerUnavailable(settings.kafka_bootstrap, exc) from None
     try:
-        all_partitions = consumer.partitions_for_topic(topic)
-        if all_partitions is None:
-            await refresh_metadata(consumer)
-            all_partitions = consumer.partitions_for_topic(topic)
-        if not all_partitions:
-            return []
-        wanted = partitions
         tps = [
-            TopicPartition(topic, p)
-            for p in sorted(all_partitions)
-            if wanted is None or p in wanted
+            tp
+            for tp in await topic_partitions(consumer, topic)
+            if partitions is None or tp.partition in partitions
         ]
         if not tps:
             return []

@@ -9,13 +9,13 @@ import asyncio
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, KafkaError
 
 from app.settings import Settings
 from app.topic_catalog import TopicSpec
-from app.transport.kafka import BrokerUnavailable, refresh_metadata
+from app.transport.kafka import BrokerUnavailable, topic_partitions
 
 TOPIC_ALREADY_EXISTS = 36
 
@@ -98,11 +98,7 @@ async def consumer_lag(settings: Settings, topic: str, group: str) -> int | None
         consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers)
         await consumer.start()
         try:
-            partitions = consumer.partitions_for_topic(topic) or set()
-            if not partitions:
-                await refresh_metadata(consumer)
-                partitions = consumer.partitions_for_topic(topic) or set()
-            tps = [TopicPartition(topic, p) for p in partitions]
+            tps = await topic_partitions(consumer, topic)
             ends = await consumer.end_offsets(tps) if tps else {}
         finally:
             await consumer.stop()
