@@ -7,6 +7,7 @@ per job with trigger fields, a fingerprint of those fields; never the whole prof
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -69,13 +70,20 @@ def fingerprint(data: dict[str, Any], fields: Iterable[str]) -> str:
     The tag lets an edit of a job's trigger_fields read as "no baseline" rather than as a
     change of every member.
     """
-    names = list(fields)
+    names = tuple(fields)
     values = orjson.dumps([data.get(f) for f in names], option=orjson.OPT_SORT_KEYS)
     return f"{field_tag(names)}:{hashlib.blake2b(values, digest_size=12).hexdigest()}"
 
 
 def field_tag(fields: Iterable[str]) -> str:
     """The tag of a list of trigger fields (the part of a fingerprint before the colon)."""
+    return _field_tag(tuple(fields))
+
+
+@functools.lru_cache(maxsize=4096)
+def _field_tag(fields: tuple[str, ...]) -> str:
+    # Computed for every record of every job with trigger fields, and for every batch by
+    # the baseline check: jobs' field lists are few, so each is hashed once.
     return hashlib.blake2b(orjson.dumps(list(fields)), digest_size=4).hexdigest()
 
 
