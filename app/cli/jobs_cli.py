@@ -1,0 +1,130 @@
+"""`webhooks jobs ...`: apply, list, show, backfill, delete, logs, stop, resume."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import click
+import orjson
+
+from app.cli import job_commands
+from app.cli.running import run_async
+from app.domain.job_log import parse_since
+from app.settings import get_settings
+from app.transport.job_log import read_job_log
+
+
+@click.group()
+def jobs() -> None:
+    """Apply, list, show, stop, resume and delete jobs."""
+
+
+@jobs.command("apply")
+@click.argument("file", type=click.Path(path_type=Path))
+@click.option(
+    "--wait", is_flag=True, help="Return once every live worker runs the applied version."
+)
+@click.option(
+    "--timeout",
+    "timeout_s",
+    type=click.FloatRange(min=0),
+    default=60.0,
+    show_default=True,
+    help="With --wait: seconds before giving up (exit 1, naming the workers).",
+)
+@run_async
+async def jobs_apply(file: Path, wait: bool, timeout_s: float) -> None:
+    """Validate FILE (YAML/JSON, one or more jobs) and store it; all or nothing."""
+    settings = get_settings()
+    applied: list[str] = []
+    for line in await job_commands.apply(settings, file, applied):
+        click.echo(line)
+    if wait:
+        for line in await job_commands.wait_applied(settings, applied, timeout_s):
+            click.echo(line)
+
+
+@jobs.command("list")
+@run_async
+async def jobs_list() -> None:
+    """One line per job."""
+    for line in await job_commands.list_jobs(get_settings()):
+        click.echo(line)
+
+
+@jobs.command("show")
+@click.argument("job_id")
+@run_async
+async def jobs_show(job_id: str) -> None:
+    """A job's config and state."""
+    click.echo(await job_commands.show(get_settings(), job_id))
+
+
+@jobs.command("backfill")
+@click.argument("job_id")
+@click.option("--no-wait", is_flag=True, help="Request it and return; `jobs show` tracks it.")
+@run_async
+async def jobs_backfill(job_id: str, no_wait: bool) -> None:
+    """Send the job's current audience members as `enter` events (live events keep flowing)."""
+    settings = get_settings()
+    await job_commands.get_job(settings, job_id)
+    request_id = await job_commands.request_backfill(settings, job_id)
+    click.echo(f"backfill {request_id} requested for job {job_id}")
+    if not no_wait:
+        await job_commands.follow_backfill(settings, job_id, request_id)
+
+
+@jobs.command("delete")
+@click.argument("job_id")
+@click.option("--force", is_flag=True, help="Delete even with undelivered events (they are lost).")
+@run_async
+async def jobs_delete(job_id: str, force: bool) -> None:
+    """Delete a job everywhere: its delivery, queue topic, consumer group and statuses.
+    Refused (exit 1) while its queue holds undelivered events, unless --force."""
+    for line in await job_commands.delete(get_settings(), job_id, force):
+        click.echo(line)
+
+
+@jobs.command("logs")
+@click.argument("job_id")
+@click.option("--follow", "-f", is_flag=True, help="Keep printing new entries until interrupted.")
+@click.option(
+    "--since",
+    metavar="WHEN",
+    help="Only entries from WHEN on: a duration back (90s, 10m, 2h, 7d) or an RFC 3339 time.",
+)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+@run_async
+async def jobs_logs(job_id: str, follow: bool, since: str | None, as_json: bool) -> None:
+    """What happened to a job, oldest first: state changes with their reason, omitted
+    requests (status, reason, events, event ids), errors, backfills, workers starting and
+    stopping it. Kept 7 days (or 256 MiB a partition of the job-log topic)."""
+    try:
+        start = parse_since(since, time.time()) if since else None
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--since") from None
+    count = 0
+    async for item in read_job_log(get_settings(), job_id, start, follow):
+        click.echo(orjson.dumps(item.to_json_dict()).decode() if as_json else item.line())
+        count += 1
+    if count == 0:
+        click.echo(
+            f"no log entries for job {job_id}" + (f" since {since}" if since else ""), err=True
+        )
+
+
+@jobs.command("stop")
+@click.argument("job_id")
+@run_async
+async def jobs_stop(job_id: str) -> None:
+    """Stop delivery; the backlog is kept."""
+    click.echo(await job_commands.set_desired_state(get_settings(), job_id, "stopped"))
+
+
+@jobs.command("resume")
+@click.argument("job_id")
+@run_async
+async def jobs_resume(job_id: str) -> None:
+    """Resume delivery, backlog first."""
+    click.echo(await job_commands.set_desired_state(get_settings(), job_id, "running"))
