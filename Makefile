@@ -29,7 +29,7 @@ $(COMPOSE_WHEEL): | $(STAMP)
 
 compose-schema: $(COMPOSE_WHEEL)
 
-broker:
+broker: install
 	scripts/kafka.sh start
 
 broker-stop:

@@ -26,6 +26,7 @@ from app.transport.broker_probe import BrokerProbe
 from app.transport.health_server import HealthServer
 from app.transport.input_consumer import InputConsumer
 from app.transport.kafka import cancel_and_wait
+from app.transport.kafka_security import faust_credentials
 from app.transport.registry import ConfigRegistry
 from app.transport.state_store import StateStore
 
@@ -130,6 +131,7 @@ def create_app(settings: Settings) -> Any:
     app = faust.App(
         settings.app_id,
         broker=[f"kafka://{s}" for s in settings.bootstrap_servers],
+        broker_credentials=faust_credentials(settings),
         store="memory://",
         datadir=str(settings.data_dir),
         topic_partitions=settings.input_partitions,

@@ -10,10 +10,44 @@ import ipaddress
 import socket
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
+from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import (
+    Field,
+    FilePath,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"]
+
+# Settings that may instead be read from a file named by WEBHOOKS_<NAME>_FILE (a mounted
+# Kubernetes Secret): the file's content, without a trailing newline, is the value.
+FILE_SETTINGS = (
+    "kafka_sasl_username",
+    "kafka_sasl_password",
+    "kafka_ssl_key_password",
+    "kafka_oauth_client_id",
+    "kafka_oauth_client_secret",
+    "secret_key",
+    "secret_key_previous",
+    "api_token",
+)
+# Never echoed back in an error message.
+SECRET_SETTINGS = frozenset(FILE_SETTINGS) - {"kafka_sasl_username", "kafka_oauth_client_id"}
+
+
+class SettingsError(ValueError):
+    """The WEBHOOKS_* environment is invalid; the message names every wrong variable."""
+
+
+def env_name(field: str) -> str:
+    return "WEBHOOKS_" + field.upper()
 
 
 class Settings(BaseSettings):
@@ -23,6 +57,48 @@ class Settings(BaseSettings):
 
     kafka_bootstrap: str = "localhost:9092"
     """Kafka bootstrap servers, comma separated."""
+    kafka_security_protocol: SecurityProtocol = "PLAINTEXT"
+    """How every Kafka client connects: PLAINTEXT, SSL (TLS, with a client certificate for
+    mTLS), SASL_PLAINTEXT or SASL_SSL."""
+    kafka_ssl_ca_file: FilePath | None = None
+    """CA certificates (PEM) that sign the brokers' certificates; default: the system's."""
+    kafka_ssl_cert_file: FilePath | None = None
+    """Client certificate (PEM, may hold the chain) for brokers that require mTLS."""
+    kafka_ssl_key_file: FilePath | None = None
+    """Private key (PEM) of that certificate."""
+    kafka_ssl_key_password: SecretStr | None = None
+    """Password of that key when it is encrypted."""
+    kafka_ssl_check_hostname: bool = True
+    """Check that a broker's certificate names the host connected to."""
+    kafka_sasl_mechanism: SaslMechanism = "PLAIN"
+    """SASL mechanism with SASL_PLAINTEXT / SASL_SSL."""
+    kafka_sasl_username: str | None = None
+    """User name for PLAIN and SCRAM-SHA-256/512."""
+    kafka_sasl_password: SecretStr | None = None
+    """Password for PLAIN and SCRAM-SHA-256/512."""
+    kafka_oauth_token_url: str | None = None
+    """OAUTHBEARER: the token endpoint (OAuth 2.0 client credentials grant)."""
+    kafka_oauth_client_id: str | None = None
+    """OAUTHBEARER: the client id."""
+    kafka_oauth_client_secret: SecretStr | None = None
+    """OAUTHBEARER: the client secret."""
+    kafka_oauth_scope: str = ""
+    """OAUTHBEARER: scope to ask for (space separated); empty asks for none."""
+    kafka_oauth_client_auth: Literal["basic", "body"] = "basic"
+    """OAUTHBEARER: how the client authenticates to the token endpoint (RFC 6749 2.3.1)."""
+    kafka_oauth_extensions: str = ""
+    """OAUTHBEARER: SASL extensions sent with the token, `key=value` comma separated
+    (e.g. `logicalCluster=lkc-1,identityPoolId=pool-2` for Confluent Cloud)."""
+    kafka_oauth_ca_file: FilePath | None = None
+    """CA certificates (PEM) of the token endpoint; default: the system's."""
+    kafka_sasl_username_file: Path | None = None
+    kafka_sasl_password_file: Path | None = None
+    kafka_ssl_key_password_file: Path | None = None
+    kafka_oauth_client_id_file: Path | None = None
+    kafka_oauth_client_secret_file: Path | None = None
+    secret_key_file: Path | None = None
+    secret_key_previous_file: Path | None = None
+    api_token_file: Path | None = None
     input_topic: str = "audience-events"
     """Topic of input records (contract section 4)."""
     jobs_topic: str = "webhook-jobs"
@@ -101,6 +177,68 @@ class Settings(BaseSettings):
     template_processes: int = Field(default=2, ge=1, le=64)
     """Child processes that evaluate Jsonnet templates (a job uses one at a time)."""
 
+    @model_validator(mode="before")
+    @classmethod
+    def _read_setting_files(cls, data: Any) -> Any:
+        """WEBHOOKS_<NAME>_FILE: the value of <NAME> is that file's content."""
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        for name in FILE_SETTINGS:
+            path = data.get(f"{name}_file")
+            if not path:
+                continue
+            if data.get(name) not in (None, ""):
+                raise ValueError(f"set {env_name(name)} or {env_name(name)}_FILE, not both")
+            try:
+                text = Path(path).read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+                raise ValueError(f"{env_name(name)}_FILE: cannot read {path}: {reason}") from None
+            data[name] = text.removesuffix("\n").removesuffix("\r")
+        return data
+
+    @model_validator(mode="after")
+    def _coherent_kafka_security(self) -> Settings:
+        """Settings that the chosen protocol and mechanism need, or would silently ignore."""
+        protocol, mechanism = self.kafka_security_protocol, self.kafka_sasl_mechanism
+        tls = protocol in ("SSL", "SASL_SSL")
+        sasl = protocol.startswith("SASL_")
+        problems: list[str] = []
+        tls_only = ("kafka_ssl_ca_file", "kafka_ssl_cert_file", "kafka_ssl_key_file")
+        for name in tls_only if not tls else ():
+            if getattr(self, name) is not None:
+                problems.append(f"{env_name(name)} is only used with SSL or SASL_SSL")
+        if self.kafka_ssl_key_file is not None and self.kafka_ssl_cert_file is None:
+            problems.append("WEBHOOKS_KAFKA_SSL_KEY_FILE needs WEBHOOKS_KAFKA_SSL_CERT_FILE")
+        if self.kafka_ssl_key_password is not None and self.kafka_ssl_cert_file is None:
+            problems.append("WEBHOOKS_KAFKA_SSL_KEY_PASSWORD needs WEBHOOKS_KAFKA_SSL_CERT_FILE")
+        user_pass = ("kafka_sasl_username", "kafka_sasl_password")
+        oauth = ("kafka_oauth_token_url", "kafka_oauth_client_id", "kafka_oauth_client_secret")
+        if not sasl:
+            for name in (*user_pass, *oauth):
+                if getattr(self, name) is not None:
+                    problems.append(
+                        f"{env_name(name)} is only used with SASL_PLAINTEXT or SASL_SSL"
+                    )
+        elif mechanism == "OAUTHBEARER":
+            missing = [env_name(n) for n in oauth if not getattr(self, n)]
+            if missing:
+                problems.append(f"OAUTHBEARER needs {', '.join(missing)}")
+            url = self.kafka_oauth_token_url
+            if url and urlsplit(url).scheme not in ("https", "http"):
+                problems.append(f"WEBHOOKS_KAFKA_OAUTH_TOKEN_URL is not an http(s) URL: {url!r}")
+            for part in filter(None, (p.strip() for p in self.kafka_oauth_extensions.split(","))):
+                if "=" not in part:
+                    problems.append(f"WEBHOOKS_KAFKA_OAUTH_EXTENSIONS: {part!r} is not key=value")
+        else:
+            missing = [env_name(n) for n in user_pass if not getattr(self, n)]
+            if missing:
+                problems.append(f"SASL mechanism {mechanism} needs {', '.join(missing)}")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
     @field_validator("allowed_private_nets")
     @classmethod
     def _valid_cidrs(cls, value: str) -> str:
@@ -121,7 +259,30 @@ class Settings(BaseSettings):
         return [s.strip() for s in self.kafka_bootstrap.split(",") if s.strip()]
 
 
+def describe_errors(exc: ValidationError) -> str:
+    """One line naming every wrong WEBHOOKS_* variable (secrets never echoed)."""
+    parts = []
+    for error in exc.errors():
+        message = str(error["msg"]).removeprefix("Value error, ")
+        loc = [str(x) for x in error["loc"]]
+        if not loc:
+            parts.append(message)
+            continue
+        field = loc[0]
+        shown = "" if field in SECRET_SETTINGS else f" (got {str(error.get('input'))[:80]!r})"
+        parts.append(f"{env_name(field)}: {message}{shown}")
+    return "invalid settings: " + "; ".join(parts)
+
+
+def load_settings(**values: Any) -> Settings:
+    """Settings from the environment (and `values`), or SettingsError naming what is wrong."""
+    try:
+        return Settings(**values)
+    except ValidationError as exc:
+        raise SettingsError(describe_errors(exc)) from None
+
+
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     """The process-wide settings, read from the environment once."""
-    return Settings()
+    return load_settings()

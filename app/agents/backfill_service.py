@@ -43,6 +43,7 @@ from app.transport.kafka import (
     read_compacted,
     read_offsets,
 )
+from app.transport.kafka_security import connection_options
 from app.transport.registry import ConfigRegistry
 
 log = logging.getLogger(__name__)
@@ -64,7 +65,7 @@ class BackfillService:
         self._joblog = JobLog(self.settings, self._producer)
         self._consumer = AIOKafkaConsumer(
             self.settings.backfills_topic,
-            bootstrap_servers=self.settings.bootstrap_servers,
+            **connection_options(self.settings),
             group_id=f"{self.settings.app_id}-backfill",
             enable_auto_commit=False,
             auto_offset_reset="earliest",

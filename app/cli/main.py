@@ -18,21 +18,28 @@ import orjson
 
 from app.cli import auth_commands
 from app.cli.jobs_cli import jobs
-from app.cli.running import check_secret_key, run_async
+from app.cli.running import UsageProblem, check_secret_key, run_async
 from app.domain.secrets import generate_key
-from app.settings import get_settings
+from app.settings import SettingsError, get_settings
 from app.topic_catalog import load_catalog
 from app.transport.kafka import BrokerUnavailable
 from app.transport.kafka_admin import ensure_topics
+from app.transport.kafka_security import KafkaSecurityError
 from app.transport.log_format import logging_config
 
 
 @click.group()
 @click.version_option(package_name="audience-webhooks")
-def cli() -> None:
+@click.pass_context
+def cli(ctx: click.Context) -> None:
     """audience-webhooks: turn audience changes on Kafka into webhooks."""
     # aiokafka logs every failed connection attempt; the commands report the outcome.
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+    if ctx.invoked_subcommand != "secret-key":  # a new key needs no other setting
+        try:
+            get_settings()
+        except SettingsError as exc:  # one line naming every wrong variable, exit 2
+            raise UsageProblem(str(exc)) from None
 
 
 @cli.command()
@@ -48,7 +55,7 @@ def worker(loglevel: str) -> None:
         )
     try:
         created = asyncio.run(ensure_topics(settings, load_catalog(settings)))
-    except BrokerUnavailable as exc:
+    except (BrokerUnavailable, KafkaSecurityError) as exc:
         raise click.ClickException(str(exc)) from None
     for spec in created:
         click.echo(f"created topic {spec.name}", err=True)

@@ -16,8 +16,9 @@ from app.cli.auth_commands import KeyProblem
 from app.cli.files import ConfigFileError
 from app.domain.errors import ConfigError
 from app.domain.secrets import SecretBox
-from app.settings import get_settings
+from app.settings import SettingsError, get_settings
 from app.transport.kafka import BrokerUnavailable
+from app.transport.kafka_security import KafkaSecurityError
 
 T = TypeVar("T")
 
@@ -40,7 +41,9 @@ def run_async(fn: Callable[..., Coroutine[Any, Any, T]]) -> Callable[..., T]:
             raise UsageProblem(str(exc)) from None
         except KeyProblem as exc:
             raise UsageProblem(str(exc)) from None
-        except (BrokerUnavailable, job_commands.CommandFailed) as exc:
+        except SettingsError as exc:
+            raise UsageProblem(str(exc)) from None
+        except (BrokerUnavailable, KafkaSecurityError, job_commands.CommandFailed) as exc:
             raise click.ClickException(str(exc)) from None
         except UnknownTopicOrPartitionError:
             raise click.ClickException(
@@ -58,7 +61,7 @@ def check_secret_key(required: bool = False, warn: bool = False) -> SecretBox | 
     missing where `required`; print a warning line for a legacy passphrase if `warn`."""
     try:
         box = auth_commands.secret_box(get_settings(), required=required)
-    except KeyProblem as exc:
+    except (KeyProblem, SettingsError) as exc:
         raise UsageProblem(str(exc)) from None
     if warn:
         for line in auth_commands.key_warnings(box):

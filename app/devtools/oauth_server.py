@@ -8,6 +8,7 @@ webhook receiver answers 401.
 from __future__ import annotations
 
 import base64
+import json
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,6 +17,21 @@ from urllib.parse import unquote
 from aiohttp import web
 
 from app.devtools.tls import LocalTLS
+
+
+def unsecured_jws(subject: str, lifetime_s: float, now: float | None = None) -> str:
+    """An unsecured JWS (`alg: none`) with `sub`, `iat` and `exp`: what Kafka's default
+    OAUTHBEARER validator accepts without an identity provider (the local broker's SASL_SSL
+    listener). Kafka 4.1 decodes it with the standard base64 alphabet although it is
+    base64url, so a filler claim is varied until no segment holds '-' or '_'."""
+    issued = int(time.time() if now is None else now)
+    for filler in range(10_000):
+        claims = {"sub": subject, "iat": issued, "exp": issued + int(lifetime_s), "n": filler}
+        raw = json.dumps(claims, separators=(",", ":")).encode()
+        payload = base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+        if "-" not in payload and "_" not in payload:
+            return "eyJhbGciOiJub25lIn0." + payload + "."  # header {"alg":"none"}
+    raise RuntimeError("no Kafka-compatible unsecured JWS found")
 
 
 @dataclass
@@ -34,6 +50,8 @@ class TokenServer:
     calls: list[TokenCall] = field(default_factory=list)
     tokens: dict[str, float] = field(default_factory=dict)  # token -> expiry
     port: int = 0
+    jws_subject: str | None = None
+    """When set, tokens are unsecured JWS for that subject (for a Kafka OAUTHBEARER broker)."""
     _runner: web.AppRunner | None = None
 
     @property
@@ -80,7 +98,11 @@ class TokenServer:
                 {"error": "invalid_client", "error_description": "client authentication failed"},
                 status=401,
             )
-        token = f"tok-{len(self.calls)}-{int(time.time() * 1000) % 100000}"
+        token = (
+            unsecured_jws(self.jws_subject, self.expires_in)
+            if self.jws_subject is not None
+            else f"tok-{len(self.calls)}-{int(time.time() * 1000) % 100000}"
+        )
         self.tokens[token] = time.time() + self.expires_in
         return web.json_response(
             {"access_token": token, "token_type": "Bearer", "expires_in": self.expires_in}

@@ -14,6 +14,7 @@ from aiokafka.client import AIOKafkaClient
 
 from app.settings import Settings
 from app.transport.kafka import cancel_and_wait
+from app.transport.kafka_security import connection_options
 
 log = logging.getLogger(__name__)
 
@@ -30,9 +31,7 @@ class BrokerProbe:
         self._down_since: float | None = None
 
     async def start(self) -> None:
-        self._client = AIOKafkaClient(
-            bootstrap_servers=self.settings.bootstrap_servers, request_timeout_ms=5000
-        )
+        self._client = AIOKafkaClient(**connection_options(self.settings), request_timeout_ms=5000)
         self._task = asyncio.create_task(self._run(), name="broker-probe")
 
     async def stop(self) -> None:

@@ -34,6 +34,7 @@ from app.settings import Settings
 from app.transport import metrics
 from app.transport.kafka import cancel_and_wait, group_timeouts
 from app.transport.kafka_admin import admin_client
+from app.transport.kafka_security import connection_options
 from app.transport.state_store import StateStore
 
 log = logging.getLogger(__name__)
@@ -86,7 +87,7 @@ class InputConsumer:
 
     async def start(self) -> None:
         self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.settings.bootstrap_servers,
+            **connection_options(self.settings),
             group_id=router_group(self.settings),
             enable_auto_commit=False,
             auto_offset_reset="earliest",

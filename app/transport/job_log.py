@@ -18,6 +18,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from app.domain.job_log import JobLogEntry, entry, parse_entry
 from app.settings import Settings
 from app.transport.kafka import key_partition, topic_partitions
+from app.transport.kafka_security import connection_options
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +64,7 @@ async def read_job_log(
     share one partition, so in the order the broker got them), from `since` (unix seconds)
     or the oldest kept; with `follow`, then every new one until cancelled."""
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.bootstrap_servers,
+        **connection_options(settings),
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         request_timeout_ms=15000,

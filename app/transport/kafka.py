@@ -13,28 +13,51 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaConnectionError, KafkaError
 from aiokafka.partitioner import murmur2
 
 from app.domain.compaction import latest_values
 from app.settings import Settings
+from app.transport.kafka_security import connection_options, diagnose
 
 
 class BrokerUnavailable(RuntimeError):
-    """Kafka could not be reached at the configured bootstrap servers."""
+    """Kafka could not be reached, or refused the connection, at the bootstrap servers."""
 
-    def __init__(self, bootstrap: str, cause: BaseException) -> None:
-        super().__init__(
-            f"cannot reach Kafka at {bootstrap} ({type(cause).__name__}: {cause}). "
-            "Is the broker running? Set WEBHOOKS_KAFKA_BOOTSTRAP to its address."
-        )
+    def __init__(self, bootstrap: str, cause: BaseException, reason: str | None = None) -> None:
+        if reason:
+            super().__init__(f"cannot connect to Kafka: {reason}")
+        else:
+            super().__init__(
+                f"cannot reach Kafka at {bootstrap} ({type(cause).__name__}: {cause}). "
+                "Is the broker running? Set WEBHOOKS_KAFKA_BOOTSTRAP to its address."
+            )
+
+
+async def start_client(settings: Settings, client: Any) -> None:
+    """Start an aiokafka producer, consumer or admin client; if it cannot, stop it and raise
+    BrokerUnavailable saying why (aiokafka itself only says "Unable to bootstrap"). A start
+    that "succeeds" without any broker in the metadata (what a rejected OAUTHBEARER token
+    gives) counts as a failure too."""
+    stop = client.close if isinstance(client, AIOKafkaAdminClient) else client.stop
+    try:
+        await client.start()
+    except (KafkaConnectionError, KafkaError, OSError) as exc:
+        await stop()
+        raise BrokerUnavailable(settings.kafka_bootstrap, exc, await diagnose(settings)) from None
+    inner = getattr(client, "_client", None) or client.client
+    if not inner.cluster.brokers():
+        await stop()
+        empty = KafkaConnectionError("the bootstrap metadata lists no broker")
+        raise BrokerUnavailable(settings.kafka_bootstrap, empty, await diagnose(settings))
 
 
 def durable_producer(settings: Settings, **options: Any) -> AIOKafkaProducer:
     """A producer whose acked records are on every in-sync replica, never duplicated by its
     own retries, and kept in order per partition (acks=all, idempotence)."""
     return AIOKafkaProducer(
-        bootstrap_servers=settings.bootstrap_servers,
+        **connection_options(settings),
         acks="all",
         enable_idempotence=True,
         **{"linger_ms": 5, "request_timeout_ms": 40000, **options},
@@ -60,11 +83,7 @@ async def cancel_and_wait(task: asyncio.Task[Any] | None) -> None:
 @asynccontextmanager
 async def producer(settings: Settings, **options: Any) -> AsyncIterator[AIOKafkaProducer]:
     prod = durable_producer(settings, request_timeout_ms=15000, **options)
-    try:
-        await prod.start()
-    except (KafkaConnectionError, KafkaError, OSError) as exc:
-        await prod.stop()
-        raise BrokerUnavailable(settings.kafka_bootstrap, exc) from None
+    await start_client(settings, prod)
     try:
         yield prod
     finally:
@@ -114,16 +133,12 @@ async def read_to_end(
     Returns (key, value, timestamp_ms) in partition order; no consumer group is used.
     """
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.bootstrap_servers,
+        **connection_options(settings),
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         request_timeout_ms=15000,
     )
-    try:
-        await consumer.start()
-    except (KafkaConnectionError, KafkaError, OSError) as exc:
-        await consumer.stop()
-        raise BrokerUnavailable(settings.kafka_bootstrap, exc) from None
+    await start_client(settings, consumer)
     try:
         tps = [
             tp
@@ -177,7 +192,7 @@ async def iter_offsets(
     if not offsets:
         return
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.bootstrap_servers,
+        **connection_options(settings),
         enable_auto_commit=False,
         request_timeout_ms=15000,
         max_partition_fetch_bytes=4 * 1024 * 1024,

@@ -11,25 +11,20 @@ from contextlib import asynccontextmanager
 
 from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaConnectionError, KafkaError
+from aiokafka.errors import KafkaError
 
 from app.settings import Settings
 from app.topic_catalog import TopicSpec
-from app.transport.kafka import BrokerUnavailable, topic_partitions
+from app.transport.kafka import start_client, topic_partitions
+from app.transport.kafka_security import connection_options
 
 TOPIC_ALREADY_EXISTS = 36
 
 
 @asynccontextmanager
 async def admin_client(settings: Settings) -> AsyncIterator[AIOKafkaAdminClient]:
-    admin = AIOKafkaAdminClient(
-        bootstrap_servers=settings.bootstrap_servers, request_timeout_ms=10000
-    )
-    try:
-        await admin.start()
-    except (KafkaConnectionError, KafkaError, OSError) as exc:
-        await admin.close()
-        raise BrokerUnavailable(settings.kafka_bootstrap, exc) from None
+    admin = AIOKafkaAdminClient(**connection_options(settings), request_timeout_ms=10000)
+    await start_client(settings, admin)
     try:
         yield admin
     finally:
@@ -95,7 +90,7 @@ async def consumer_lag(settings: Settings, topic: str, group: str) -> int | None
     try:
         async with admin_client(settings) as admin:
             committed = await admin.list_consumer_group_offsets(group)
-        consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers)
+        consumer = AIOKafkaConsumer(**connection_options(settings))
         await consumer.start()
         try:
             tps = await topic_partitions(consumer, topic)

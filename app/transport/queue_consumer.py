@@ -30,6 +30,7 @@ from app.domain.offsets import OffsetTracker, decode_done, encode_done
 from app.settings import Settings
 from app.transport.kafka import cancel_and_wait, group_timeouts
 from app.transport.kafka_admin import admin_client
+from app.transport.kafka_security import connection_options
 from app.transport.worker_count_assignor import WorkerCountAssignor
 
 log = logging.getLogger(__name__)
@@ -78,7 +79,7 @@ class QueueConsumer:
 
     async def start(self) -> None:
         self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.settings.bootstrap_servers,
+            **connection_options(self.settings),
             group_id=self.group,
             enable_auto_commit=False,
             auto_offset_reset="earliest",

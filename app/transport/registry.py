@@ -20,6 +20,7 @@ from app.domain.jobs import StoredJob
 from app.domain.secrets import SecretBox, SecretKeyError, box_from_settings
 from app.settings import Settings
 from app.transport.kafka import cancel_and_wait, refresh_metadata
+from app.transport.kafka_security import connection_options
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,7 @@ class ConfigRegistry:
 
     async def start(self) -> None:
         self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.settings.bootstrap_servers,
+            **connection_options(self.settings),
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             metadata_max_age_ms=5000,

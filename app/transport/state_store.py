@@ -21,6 +21,7 @@ from collections.abc import Iterable
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from app.settings import Settings
+from app.transport.kafka_security import connection_options
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +88,7 @@ class StateStore:
 
     def _consumer(self) -> AIOKafkaConsumer:
         return AIOKafkaConsumer(
-            bootstrap_servers=self.settings.bootstrap_servers,
+            **connection_options(self.settings),
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             request_timeout_ms=30000,

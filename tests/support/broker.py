@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -42,3 +44,46 @@ def log_tail(lines: int = 40) -> str:
     )
     serious = [line for line in out.stdout.splitlines() if " WARN " in line or " ERROR " in line]
     return "\n".join(serious[-lines:]) or "(no warnings or errors)" + out.stderr
+
+
+@dataclass(frozen=True)
+class SecuredListeners:
+    """The broker's SASL_SSL and mTLS listeners, their test CA, client certificate and user."""
+
+    sasl_ssl: str
+    ssl: str
+    tls_dir: Path
+    sasl_username: str
+    sasl_password: str
+
+    @property
+    def ca_file(self) -> Path:
+        return self.tls_dir / "ca.pem"
+
+    @property
+    def client_cert(self) -> Path:
+        return self.tls_dir / "client-cert.pem"
+
+    @property
+    def client_key(self) -> Path:
+        return self.tls_dir / "client-key.pem"
+
+
+def secured_listeners() -> SecuredListeners:
+    """What scripts/kafka.sh wrote for the running broker (its run directory is per port)."""
+    port = bootstrap().split(",")[0].rpartition(":")[2]
+    cache = Path(os.environ.get("KAFKA_CACHE_DIR", ROOT / ".cache" / "kafka"))
+    path = cache / f"run-{port}" / "listeners.json"
+    if not path.exists():
+        raise RuntimeError(
+            f"{path} is missing: the broker on port {port} was not started by this checkout's "
+            "scripts/kafka.sh with its secured listeners (scripts/kafka.sh reset, then start)"
+        )
+    doc = json.loads(path.read_text())
+    return SecuredListeners(
+        sasl_ssl=doc["sasl_ssl"],
+        ssl=doc["ssl"],
+        tls_dir=Path(doc["tls_dir"]),
+        sasl_username=doc["sasl_username"],
+        sasl_password=doc["sasl_password"],
+    )

@@ -11,6 +11,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from app.settings import Settings
 from app.transport.kafka import read_to_end
 from app.transport.kafka_admin import admin_client
+from app.transport.kafka_security import connection_options
 from tests.support.polling import eventually
 
 
@@ -18,7 +19,7 @@ async def produce(
     settings: Settings, topic: str, records: Sequence[tuple[bytes | None, bytes | None]]
 ) -> None:
     prod = AIOKafkaProducer(
-        bootstrap_servers=settings.bootstrap_servers,
+        **connection_options(settings),
         acks="all",
         linger_ms=5,
         max_batch_size=256 * 1024,
