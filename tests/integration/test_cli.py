@@ -114,7 +114,9 @@ def test_unreachable_broker_is_a_clear_error(test_env: dict[str, str]) -> None:
     env = {**test_env, "WEBHOOKS_KAFKA_BOOTSTRAP": "127.0.0.1:1"}
     result = run_cli(env, "jobs", "list")
     assert result.code == 1
-    assert "cannot reach Kafka at 127.0.0.1:1" in result.err
+    assert "cannot connect to Kafka: nothing listens at 127.0.0.1:1: is the broker running?" in (
+        result.err
+    )
     assert "Traceback" not in result.err
 
 
