@@ -3,7 +3,11 @@
 Produces N input records (default 1 000 000, one per user, every user entering an audience)
 while no worker runs, starts a worker with no jobs, and samples its RSS every 0.2 s until
 the router has committed every input partition to its end. Then stops it, produces N more
-records for the same users (a field changed), starts a new worker, and samples again.
+records for the same users (a field changed), starts a new worker, and samples again. Last,
+it restarts the worker once more with nothing new to read: the time to its first
+assignment is the restart cost with N users in state (from the local state snapshots the
+previous clean stop wrote; `--no-snapshots` deletes them first, to compare with a full
+changelog restore).
 
 Reported: the RSS once the state is restored and before the backlog moves ("state RSS"),
 the peak while draining, and the difference, which is what the backlog costs; plus the time
@@ -17,6 +21,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -170,6 +175,7 @@ def bench_env(prefix: str, tag: str, workdir: Path, bootstrap: str) -> dict[str,
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--records", type=int, default=1_000_000)
+    parser.add_argument("--no-snapshots", action="store_true", help="restart without them")
     parser.add_argument(
         "--bootstrap", default=os.environ.get("WEBHOOKS_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
     )
@@ -188,12 +194,16 @@ async def main() -> None:
         capture_output=True,
     )
     results: dict[str, object] = {"records": args.records, "load_before": os.getloadavg()[0]}
-    for wave in (1, 2):
-        produce_s = await produce(settings, args.records, wave)
-        print(f"wave {wave}: produced {args.records} records in {produce_s:.1f} s", flush=True)
+    for wave in (1, 2, 3):
+        if wave < 3:
+            produce_s = await produce(settings, args.records, wave)
+            print(f"wave {wave}: produced {args.records} records in {produce_s:.1f} s", flush=True)
+        elif args.no_snapshots:
+            shutil.rmtree(workdir / "data" / "state-snapshots", ignore_errors=True)
         stats = await run_worker(env, workdir / f"worker-{wave}.log")
         print(f"wave {wave}: {json.dumps(stats)}", flush=True)
         results[f"wave{wave}"] = stats
+    results["restart_s"] = results["wave3"]["ready_s"]  # type: ignore[index]
     out = workdir / "memory.json"
     out.write_text(json.dumps(results, indent=2))
     print(f"result: {out}")

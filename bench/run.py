@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -27,6 +28,9 @@ import trustme
 import yaml
 from aiokafka import AIOKafkaProducer
 
+from app.settings import Settings
+from bench.memory import drained, rss_mib
+
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 USERS = 10_000
@@ -40,6 +44,7 @@ class Result:
     seconds: float
     p50_ms: float
     p99_ms: float
+    peak_rss_mib: float | None = None
 
     @property
     def rate(self) -> float:
@@ -229,11 +234,90 @@ class Bench:
             self.spawn([webhooks, "worker", "-l", "info"], env, f"worker-{tag}-{i}.log")
             for i in range(self.workers)
         ]
+        peak = [0.0]
+
+        async def sample() -> None:
+            while True:
+                peak[0] = max(peak[0], sum(rss_mib(w.pid) for w in workers))
+                await asyncio.sleep(0.5)
+
+        sampler = asyncio.create_task(sample())
         try:
-            return await self.measure(name, topic)
+            result = await self.measure(name, topic)
+            result.peak_rss_mib = round(peak[0], 1)
+            return result
         finally:
+            sampler.cancel()
             for worker in workers:
                 self.stop(worker)
+
+    async def restart(self, users: int) -> dict[str, Any]:
+        """Restart to first delivery with `users` users in state: a worker builds the state
+        (every user enters an audience no job watches), stops cleanly (writing its state
+        snapshots), and a new worker starts; one event is produced at its start, and the
+        time from spawning the worker to that event's webhook is the figure."""
+        tag = uuid.uuid4().hex[:8]
+        env = {**self.env(tag), "WEBHOOKS_INPUT_PARTITIONS": "8"}
+        settings = Settings.model_validate(
+            {k.removeprefix("WEBHOOKS_").lower(): v for k, v in env.items()}
+        )
+        webhooks = str(BIN / "webhooks")
+        subprocess.run([webhooks, "topics", "create"], env={**os.environ, **env}, check=True)
+        job = {
+            "id": f"bench-{tag}",
+            "type": "audience_triggers",
+            "label": "restart",
+            "audiences": ["bench"],
+            "webhook_url": self.url,
+        }
+        (self.workdir / f"job-{tag}.yaml").write_text(yaml.safe_dump(job))
+        subprocess.run(
+            [webhooks, "jobs", "apply", str(self.workdir / f"job-{tag}.yaml")],
+            env={**os.environ, **env},
+            check=True,
+            capture_output=True,
+        )
+        producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, linger_ms=20)
+        await producer.start()
+        try:
+            for i in range(users):
+                record = {
+                    "id": f"user-{i}",
+                    "data": {"email": f"user-{i}@example.com"},
+                    "segment_events": [{"id": "s2", "slug": "warm", "event": "enter"}],
+                }
+                await producer.send(
+                    settings.input_topic, orjson.dumps(record), key=f"user-{i}".encode()
+                )
+            await producer.flush()
+        finally:
+            await producer.stop()
+        first = self.spawn([webhooks, "worker", "-l", "info"], env, f"worker-{tag}-build.log")
+        started = time.monotonic()
+        for _ in range(3600):  # polls the router group's commits, up to 30 min
+            if await drained(settings):
+                break
+            await asyncio.sleep(0.5)
+        build_s = time.monotonic() - started
+        state_rss = rss_mib(first.pid)
+        self.stop(first)
+        await self.receiver_call("POST", "/reset")
+        second = self.spawn([webhooks, "worker", "-l", "info"], env, f"worker-{tag}-restart.log")
+        started = time.monotonic()
+        try:
+            await self.produce(settings.input_topic, 1)
+            await self.wait_for(1, "restart", limit_s=300)
+            first_delivery_s = time.monotonic() - started
+        finally:
+            self.stop(second)
+        log = (self.workdir / f"worker-{tag}-restart.log").read_text(errors="replace")
+        return {
+            "users": users,
+            "build_state_s": round(build_s, 1),
+            "state_rss_mib": round(state_rss, 1),
+            "restart_to_first_delivery_s": round(first_delivery_s, 2),
+            "restored_from_snapshots": "local snapshots of" in log,
+        }
 
     async def baseline(self, name: str, batch_size: int) -> Result:
         tag = uuid.uuid4().hex[:8]
@@ -273,6 +357,49 @@ class Bench:
             self.stop(proc)
 
 
+def write_result(
+    path: Path,
+    args: argparse.Namespace,
+    load_before: float,
+    results: list[tuple[Result, Result | None, float]],
+    restart: dict[str, Any] | None,
+) -> None:
+    """The run as JSON next to its logs, so runs can be compared (`bench/README.md`)."""
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
+    ).stdout.strip()
+    runs = []
+    for svc, base, aim in results:
+        for r in (svc, base):
+            if r is None:
+                continue
+            entry: dict[str, Any] = {
+                "name": r.name,
+                "events": r.events,
+                "events_per_s": round(r.rate, 1),
+                "p50_ms": r.p50_ms,
+                "p99_ms": r.p99_ms,
+            }
+            if r.peak_rss_mib is not None:
+                entry["peak_rss_mib"] = r.peak_rss_mib
+            if r is svc and base is not None:
+                entry["ratio"] = round(svc.rate / base.rate, 3)
+                entry["aim"] = aim
+            runs.append(entry)
+    doc = {
+        "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "commit": commit,
+        "load_average_before": round(load_before, 2),
+        "cpus": os.cpu_count(),
+        "events": args.events,
+        "workers": args.workers,
+        "runs": runs,
+        "restart": restart,
+    }
+    path.write_text(json.dumps(doc, indent=2) + "\n")
+    print(f"result: {path}")
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("-n", "--events", type=int, default=100_000)
@@ -282,13 +409,18 @@ async def main() -> None:
     parser.add_argument("--modes", default="unbatched,batched", help="comma-separated")
     parser.add_argument("--no-baseline", action="store_true", help="service runs only")
     parser.add_argument("--workers", type=int, default=1, help="worker processes (scale-out)")
+    parser.add_argument(
+        "--users", type=int, default=200_000, help="users in state for the restart figure (0: skip)"
+    )
     args = parser.parse_args()
+    load_before = os.getloadavg()[0]
     workdir = ROOT / ".cache" / "bench" / time.strftime("%Y%m%d-%H%M%S")
     workdir.mkdir(parents=True)
     bench = Bench(args.events, args.bootstrap, workdir)
     bench.workers = args.workers
     await bench.start_receiver()
     results: list[tuple[Result, Result | None, float]] = []
+    restart: dict[str, Any] | None = None
     try:
         for mode, fields, batch_size, aim in (
             ("unbatched", {"worker_count": 20}, 1, 0.7),
@@ -304,6 +436,9 @@ async def main() -> None:
             if base is not None:
                 print(f"{base.name}: {base.rate:,.0f} events/s", flush=True)
             results.append((svc, base, aim))
+        restart = await bench.restart(args.users) if args.users else None
+        if restart is not None:
+            print(f"restart: {json.dumps(restart)}", flush=True)
     finally:
         for proc in bench.procs:
             bench.stop(proc)
@@ -312,6 +447,7 @@ async def main() -> None:
         f"{bench.latency_rate * bench.latency_seconds:,} events paced at "
         f"{bench.latency_rate}/s, produce to receive; logs in {workdir}\n"
     )
+    write_result(workdir / "result.json", args, load_before, results, restart)
     print(f"{'run':<22}{'events/s':>12}{'p50 ms':>10}{'p99 ms':>10}{'ratio':>8}{'aim':>6}")
     for svc, base, aim in results:
         for r in (svc, base):

@@ -110,14 +110,21 @@ class InputConsumer:
         async with self._lock:
             for task in self._tasks:
                 await cancel_and_wait(task)
+            drained = False
             try:
                 await asyncio.wait_for(self.router.drain(), timeout=20)
+                drained = True
                 await self._commit()
             except (TimeoutError, KafkaError) as exc:
                 log.warning(
                     "input offsets not committed at stop (%r); those records are routed again",
                     exc,
                 )
+            if drained:  # every state change is in the changelog: the maps can be saved
+                try:
+                    await self.store.save_snapshots()
+                except KafkaError as exc:
+                    log.warning("state snapshots not written at stop (%r)", exc)
         if self._consumer is not None:
             await self._consumer.stop()
 

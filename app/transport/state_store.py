@@ -9,17 +9,24 @@ offset. A partition's map is rebuilt from its changelog when the partition is as
 A partition given up in a rebalance keeps its map together with the changelog's end offset
 at that moment; if the partition comes back (the usual case in an eager rebalance), only
 what other workers wrote since is read, not the whole partition.
+
+At a clean stop each partition's map is written to a local snapshot with that end offset
+(`domain/state_snapshot.py`, under `<data dir>/state-snapshots/`); a worker that starts
+with a usable snapshot loads it and reads only the changelog written since.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections.abc import Iterable
+from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from app.domain.state_snapshot import Snapshot, SnapshotUnusable, decode, encode
 from app.settings import Settings
 from app.transport.kafka_security import connection_options
 
@@ -37,6 +44,7 @@ class StateStore:
         self._maps: dict[int, dict[bytes, bytes]] = {}
         self._released_maps: dict[int, dict[bytes, bytes]] = {}
         self._released_at: dict[int, int] = {}  # partition -> changelog end when released
+        self.snapshot_dir = settings.data_dir / "state-snapshots" / changelog_topic
 
     def size(self) -> int:
         """Entries (users and markers) of the assigned partitions."""
@@ -63,6 +71,7 @@ class StateStore:
             return
         started = time.monotonic()
         starts: dict[int, int | None] = {}
+        from_snapshots: list[int] = []
         for p in wanted:
             kept = self._released_maps.pop(p, None)
             if kept is not None and p in self._released_at:
@@ -70,14 +79,59 @@ class StateStore:
                 starts[p] = self._released_at.pop(p)
             else:
                 self._released_at.pop(p, None)
-                self._maps[p] = {}
-                starts[p] = None  # from the beginning
+                snapshot = await asyncio.to_thread(self._load_snapshot, p)
+                self._maps[p] = snapshot.entries if snapshot else {}
+                starts[p] = snapshot.offset if snapshot else None  # None: from the beginning
+                if snapshot is not None:
+                    from_snapshots.append(p)
         read = await self._restore(starts)
         log.info(
-            "state restored for partition(s) %s: %d changelog record(s) read, %d user(s), %.1f s",
+            "state restored for partition(s) %s: %d changelog record(s) read, %d entries, %.1f s%s",
             wanted,
             read,
             sum(len(self._maps[p]) for p in wanted),
+            time.monotonic() - started,
+            f" (local snapshots of {from_snapshots})" if from_snapshots else "",
+        )
+
+    def _snapshot_path(self, partition: int) -> Path:
+        return self.snapshot_dir / f"{partition}.snapshot"
+
+    def _load_snapshot(self, partition: int) -> Snapshot | None:
+        path = self._snapshot_path(partition)
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            log.warning("state snapshot %s not readable (%s); reading the changelog", path, exc)
+            return None
+        try:
+            return decode(data, self.changelog_topic, partition, time.time())
+        except SnapshotUnusable as exc:
+            log.warning("state snapshot %s not used: %s; reading the changelog", path, exc)
+            return None
+
+    async def save_snapshots(self) -> None:
+        """Write each assigned partition's map with the changelog's end offset. Call it only
+        when every state change is acknowledged by the changelog (the router drained)."""
+        parts = sorted(self._maps)
+        if not parts:
+            return
+        started = time.monotonic()
+        ends = await self._end_offsets(parts)
+        written = 0
+        for p in parts:
+            data = encode(self.changelog_topic, p, ends[p], self._maps[p], time.time())
+            try:
+                await asyncio.to_thread(_write_atomically, self._snapshot_path(p), data)
+                written += len(self._maps[p])
+            except OSError as exc:
+                log.warning("state snapshot of partition %d not written: %s", p, exc)
+        log.info(
+            "state snapshots written for partition(s) %s: %d entries, %.1f s",
+            parts,
+            written,
             time.monotonic() - started,
         )
 
@@ -120,6 +174,17 @@ class StateStore:
             remaining: set[TopicPartition] = set()
             for p, tp in tps.items():
                 start = starts[p]
+                if start is not None and start > ends[tp]:
+                    # The changelog is shorter than the map claims (topic re-created?).
+                    log.warning(
+                        "state of partition %d was at changelog offset %d, beyond its end %d: "
+                        "reading the changelog from its beginning",
+                        p,
+                        start,
+                        ends[tp],
+                    )
+                    self._maps[p] = {}
+                    start = None
                 begin = firsts[tp] if start is None else max(start, firsts[tp])
                 if begin < ends[tp]:
                     consumer.seek(tp, begin)
@@ -148,3 +213,14 @@ class StateStore:
             return read
         finally:
             await consumer.stop()
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    """Write `data` to `path` so that a crash leaves either the old file or the new one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with tmp.open("wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
