@@ -202,9 +202,10 @@ class Bench:
             "WEBHOOKS_DATA_DIR": str(self.workdir / f"data-{tag}"),
         }
 
-    async def service(self, name: str, job_fields: dict[str, Any]) -> Result:
-        tag = uuid.uuid4().hex[:8]
-        env = self.env(tag)
+    def create_job(
+        self, env: dict[str, str], tag: str, label: str, job_fields: dict[str, Any]
+    ) -> None:
+        """Topics for `env`, and an audience-triggers job on audience `bench` to the receiver."""
         webhooks = str(BIN / "webhooks")
         subprocess.run(
             [webhooks, "topics", "create"],
@@ -215,7 +216,7 @@ class Bench:
         job = {
             "id": f"bench-{tag}",
             "type": "audience_triggers",
-            "label": name,
+            "label": label,
             "audiences": ["bench"],
             "webhook_url": self.url,
             **job_fields,
@@ -227,6 +228,12 @@ class Bench:
             check=True,
             capture_output=True,
         )
+
+    async def service(self, name: str, job_fields: dict[str, Any]) -> Result:
+        tag = uuid.uuid4().hex[:8]
+        env = self.env(tag)
+        webhooks = str(BIN / "webhooks")
+        self.create_job(env, tag, name, job_fields)
         topic = env["WEBHOOKS_INPUT_TOPIC"]
         await self.receiver_call("POST", "/reset")
         await self.produce(topic, self.n)
@@ -262,21 +269,7 @@ class Bench:
             {k.removeprefix("WEBHOOKS_").lower(): v for k, v in env.items()}
         )
         webhooks = str(BIN / "webhooks")
-        subprocess.run([webhooks, "topics", "create"], env={**os.environ, **env}, check=True)
-        job = {
-            "id": f"bench-{tag}",
-            "type": "audience_triggers",
-            "label": "restart",
-            "audiences": ["bench"],
-            "webhook_url": self.url,
-        }
-        (self.workdir / f"job-{tag}.yaml").write_text(yaml.safe_dump(job))
-        subprocess.run(
-            [webhooks, "jobs", "apply", str(self.workdir / f"job-{tag}.yaml")],
-            env={**os.environ, **env},
-            check=True,
-            capture_output=True,
-        )
+        self.create_job(env, tag, "restart", {})
         producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, linger_ms=20)
         await producer.start()
         try:
