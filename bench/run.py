@@ -312,6 +312,78 @@ class Bench:
             "restored_from_snapshots": "local snapshots of" in log,
         }
 
+    async def many_jobs(self, jobs: int) -> dict[str, Any]:
+        """`jobs` audience-triggers jobs on one worker (queue topics of 2 partitions): one
+        event per job produced before the worker starts; the time from spawning it until
+        every job delivered its event, then its sockets and its CPU while idle for 10 s."""
+        tag = uuid.uuid4().hex[:8]
+        env = {**self.env(tag), "WEBHOOKS_QUEUE_PARTITIONS": "2"}
+        settings = Settings.model_validate(
+            {k.removeprefix("WEBHOOKS_").lower(): v for k, v in env.items()}
+        )
+        webhooks = str(BIN / "webhooks")
+        subprocess.run(
+            [webhooks, "topics", "create"],
+            env={**os.environ, **env},
+            check=True,
+            capture_output=True,
+        )
+        docs = [
+            {
+                "id": f"bench-{tag}-{i}",
+                "type": "audience_triggers",
+                "label": f"many jobs {i}",
+                "audiences": [f"a{i}"],
+                "webhook_url": self.url,
+            }
+            for i in range(jobs)
+        ]
+        path = self.workdir / f"jobs-{tag}.yaml"
+        path.write_text(yaml.safe_dump_all(docs))
+        started = time.monotonic()
+        subprocess.run(
+            [webhooks, "jobs", "apply", str(path)],
+            env={**os.environ, **env},
+            check=True,
+            capture_output=True,
+        )
+        apply_s = time.monotonic() - started
+        producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, linger_ms=5)
+        await producer.start()
+        try:
+            for i in range(jobs):
+                record = {
+                    "id": f"user-{i}",
+                    "data": {"produced_at": time.time()},
+                    "segment_events": [{"id": "s", "slug": f"a{i}", "event": "enter"}],
+                }
+                await producer.send(
+                    settings.input_topic, orjson.dumps(record), key=f"user-{i}".encode()
+                )
+            await producer.flush()
+        finally:
+            await producer.stop()
+        await self.receiver_call("POST", "/reset")
+        worker = self.spawn([webhooks, "worker", "-l", "info"], env, f"worker-{tag}-jobs.log")
+        started = time.monotonic()
+        try:
+            await self.wait_for(jobs, "many jobs", limit_s=600)
+            every_job_s = time.monotonic() - started
+            await asyncio.sleep(5)
+            sockets = socket_count(worker.pid)
+            before = cpu_seconds(worker.pid)
+            await asyncio.sleep(10)
+            idle_cpu = (cpu_seconds(worker.pid) - before) / 10
+        finally:
+            self.stop(worker)
+        return {
+            "jobs": jobs,
+            "apply_s": round(apply_s, 1),
+            "start_to_every_job_delivered_s": round(every_job_s, 1),
+            "sockets": sockets,
+            "idle_cpu_of_a_core": round(idle_cpu, 3),
+        }
+
     async def baseline(self, name: str, batch_size: int) -> Result:
         tag = uuid.uuid4().hex[:8]
         topic = f"bench-baseline-{tag}"
@@ -350,12 +422,25 @@ class Bench:
             self.stop(proc)
 
 
+def socket_count(pid: int) -> int:
+    """Open sockets of a process."""
+    fds = Path(f"/proc/{pid}/fd").iterdir()
+    return sum(1 for fd in fds if os.readlink(fd).startswith("socket:"))
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (from /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def write_result(
     path: Path,
     args: argparse.Namespace,
     load_before: float,
     results: list[tuple[Result, Result | None, float]],
     restart: dict[str, Any] | None,
+    many: dict[str, Any] | None,
 ) -> None:
     """The run as JSON next to its logs, so runs can be compared (`bench/README.md`)."""
     commit = subprocess.run(
@@ -388,6 +473,7 @@ def write_result(
         "workers": args.workers,
         "runs": runs,
         "restart": restart,
+        "many_jobs": many,
     }
     path.write_text(json.dumps(doc, indent=2) + "\n")
     print(f"result: {path}")
@@ -405,6 +491,7 @@ async def main() -> None:
     parser.add_argument(
         "--users", type=int, default=200_000, help="users in state for the restart figure (0: skip)"
     )
+    parser.add_argument("--jobs", type=int, default=300, help="jobs on one worker (0: skip)")
     args = parser.parse_args()
     load_before = os.getloadavg()[0]
     workdir = ROOT / ".cache" / "bench" / time.strftime("%Y%m%d-%H%M%S")
@@ -414,6 +501,7 @@ async def main() -> None:
     await bench.start_receiver()
     results: list[tuple[Result, Result | None, float]] = []
     restart: dict[str, Any] | None = None
+    many: dict[str, Any] | None = None
     try:
         for mode, fields, batch_size, aim in (
             ("unbatched", {"worker_count": 20}, 1, 0.67),
@@ -432,6 +520,9 @@ async def main() -> None:
         restart = await bench.restart(args.users) if args.users else None
         if restart is not None:
             print(f"restart: {json.dumps(restart)}", flush=True)
+        many = await bench.many_jobs(args.jobs) if args.jobs else None
+        if many is not None:
+            print(f"many jobs: {json.dumps(many)}", flush=True)
     finally:
         for proc in bench.procs:
             bench.stop(proc)
@@ -440,7 +531,7 @@ async def main() -> None:
         f"{bench.latency_rate * bench.latency_seconds:,} events paced at "
         f"{bench.latency_rate}/s, produce to receive; logs in {workdir}\n"
     )
-    write_result(workdir / "result.json", args, load_before, results, restart)
+    write_result(workdir / "result.json", args, load_before, results, restart, many)
     print(f"{'run':<22}{'events/s':>12}{'p50 ms':>10}{'p99 ms':>10}{'ratio':>8}{'aim':>6}")
     for svc, base, aim in results:
         for r in (svc, base):
