@@ -18,6 +18,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -152,6 +153,22 @@ class Bench:
         finally:
             await producer.stop()
 
+    async def produce_entries(self, topic: str, users: int, slug: Callable[[int], str]) -> None:
+        """Users user-0.. each entering audience `slug(i)` (with `produced_at`)."""
+        producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, linger_ms=20)
+        await producer.start()
+        try:
+            for i in range(users):
+                record = {
+                    "id": f"user-{i}",
+                    "data": {"email": f"user-{i}@example.com", "produced_at": time.time()},
+                    "segment_events": [{"id": "s2", "slug": slug(i), "event": "enter"}],
+                }
+                await producer.send(topic, orjson.dumps(record), key=f"user-{i}".encode())
+            await producer.flush()
+        finally:
+            await producer.stop()
+
     async def create_topic(self, topic: str) -> None:
         from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
@@ -202,17 +219,20 @@ class Bench:
             "WEBHOOKS_DATA_DIR": str(self.workdir / f"data-{tag}"),
         }
 
-    def create_job(
-        self, env: dict[str, str], tag: str, label: str, job_fields: dict[str, Any]
-    ) -> None:
-        """Topics for `env`, and an audience-triggers job on audience `bench` to the receiver."""
-        webhooks = str(BIN / "webhooks")
+    def cli(self, env: dict[str, str], *args: str) -> None:
+        """Run a `webhooks` command with `env`; its failure stops the benchmark."""
         subprocess.run(
-            [webhooks, "topics", "create"],
+            [str(BIN / "webhooks"), *args],
             env={**os.environ, **env},
             check=True,
             capture_output=True,
         )
+
+    def create_job(
+        self, env: dict[str, str], tag: str, label: str, job_fields: dict[str, Any]
+    ) -> None:
+        """Topics for `env`, and an audience-triggers job on audience `bench` to the receiver."""
+        self.cli(env, "topics", "create")
         job = {
             "id": f"bench-{tag}",
             "type": "audience_triggers",
@@ -222,12 +242,7 @@ class Bench:
             **job_fields,
         }
         (self.workdir / f"job-{tag}.yaml").write_text(yaml.safe_dump(job))
-        subprocess.run(
-            [webhooks, "jobs", "apply", str(self.workdir / f"job-{tag}.yaml")],
-            env={**os.environ, **env},
-            check=True,
-            capture_output=True,
-        )
+        self.cli(env, "jobs", "apply", str(self.workdir / f"job-{tag}.yaml"))
 
     async def service(self, name: str, job_fields: dict[str, Any]) -> Result:
         tag = uuid.uuid4().hex[:8]
@@ -270,21 +285,7 @@ class Bench:
         )
         webhooks = str(BIN / "webhooks")
         self.create_job(env, tag, "restart", {})
-        producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, linger_ms=20)
-        await producer.start()
-        try:
-            for i in range(users):
-                record = {
-                    "id": f"user-{i}",
-                    "data": {"email": f"user-{i}@example.com"},
-                    "segment_events": [{"id": "s2", "slug": "warm", "event": "enter"}],
-                }
-                await producer.send(
-                    settings.input_topic, orjson.dumps(record), key=f"user-{i}".encode()
-                )
-            await producer.flush()
-        finally:
-            await producer.stop()
+        await self.produce_entries(settings.input_topic, users, lambda i: "warm")
         first = self.spawn([webhooks, "worker", "-l", "info"], env, f"worker-{tag}-build.log")
         started = time.monotonic()
         for _ in range(3600):  # polls the router group's commits, up to 30 min
@@ -322,12 +323,7 @@ class Bench:
             {k.removeprefix("WEBHOOKS_").lower(): v for k, v in env.items()}
         )
         webhooks = str(BIN / "webhooks")
-        subprocess.run(
-            [webhooks, "topics", "create"],
-            env={**os.environ, **env},
-            check=True,
-            capture_output=True,
-        )
+        self.cli(env, "topics", "create")
         docs = [
             {
                 "id": f"bench-{tag}-{i}",
@@ -341,28 +337,9 @@ class Bench:
         path = self.workdir / f"jobs-{tag}.yaml"
         path.write_text(yaml.safe_dump_all(docs))
         started = time.monotonic()
-        subprocess.run(
-            [webhooks, "jobs", "apply", str(path)],
-            env={**os.environ, **env},
-            check=True,
-            capture_output=True,
-        )
+        self.cli(env, "jobs", "apply", str(path))
         apply_s = time.monotonic() - started
-        producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, linger_ms=5)
-        await producer.start()
-        try:
-            for i in range(jobs):
-                record = {
-                    "id": f"user-{i}",
-                    "data": {"produced_at": time.time()},
-                    "segment_events": [{"id": "s", "slug": f"a{i}", "event": "enter"}],
-                }
-                await producer.send(
-                    settings.input_topic, orjson.dumps(record), key=f"user-{i}".encode()
-                )
-            await producer.flush()
-        finally:
-            await producer.stop()
+        await self.produce_entries(settings.input_topic, jobs, lambda i: f"a{i}")
         await self.receiver_call("POST", "/reset")
         worker = self.spawn([webhooks, "worker", "-l", "info"], env, f"worker-{tag}-jobs.log")
         started = time.monotonic()
