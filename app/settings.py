@@ -42,6 +42,11 @@ FILE_SETTINGS = (
 SECRET_SETTINGS = frozenset(FILE_SETTINGS) - {"kafka_sasl_username", "kafka_oauth_client_id"}
 
 
+def _comma_parts(text: str) -> list[str]:
+    """The non-empty parts of a comma-separated setting, stripped."""
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
 class SettingsError(ValueError):
     """The WEBHOOKS_* environment is invalid; the message names every wrong variable."""
 
@@ -228,7 +233,7 @@ class Settings(BaseSettings):
             url = self.kafka_oauth_token_url
             if url and urlsplit(url).scheme not in ("https", "http"):
                 problems.append(f"WEBHOOKS_KAFKA_OAUTH_TOKEN_URL is not an http(s) URL: {url!r}")
-            for part in filter(None, (p.strip() for p in self.kafka_oauth_extensions.split(","))):
+            for part in _comma_parts(self.kafka_oauth_extensions):
                 if "=" not in part:
                     problems.append(f"WEBHOOKS_KAFKA_OAUTH_EXTENSIONS: {part!r} is not key=value")
         else:
@@ -242,7 +247,7 @@ class Settings(BaseSettings):
     @field_validator("allowed_private_nets")
     @classmethod
     def _valid_cidrs(cls, value: str) -> str:
-        for part in filter(None, (p.strip() for p in value.split(","))):
+        for part in _comma_parts(value):
             try:
                 ipaddress.ip_network(part, strict=False)
             except ValueError as exc:
@@ -251,12 +256,18 @@ class Settings(BaseSettings):
 
     @property
     def allowed_networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
-        parts = filter(None, (p.strip() for p in self.allowed_private_nets.split(",")))
-        return [ipaddress.ip_network(p, strict=False) for p in parts]
+        return [
+            ipaddress.ip_network(p, strict=False) for p in _comma_parts(self.allowed_private_nets)
+        ]
+
+    @property
+    def oauth_extensions(self) -> dict[str, str]:
+        """WEBHOOKS_KAFKA_OAUTH_EXTENSIONS as a map (validated as `key=value` parts)."""
+        return dict(part.split("=", 1) for part in _comma_parts(self.kafka_oauth_extensions))
 
     @property
     def bootstrap_servers(self) -> list[str]:
-        return [s.strip() for s in self.kafka_bootstrap.split(",") if s.strip()]
+        return _comma_parts(self.kafka_bootstrap)
 
 
 def describe_errors(exc: ValidationError) -> str:
@@ -272,6 +283,12 @@ def describe_errors(exc: ValidationError) -> str:
         shown = "" if field in SECRET_SETTINGS else f" (got {str(error.get('input'))[:80]!r})"
         parts.append(f"{env_name(field)}: {message}{shown}")
     return "invalid settings: " + "; ".join(parts)
+
+
+def settings_from_env(env: dict[str, str]) -> Settings:
+    """Settings from WEBHOOKS_* variables given as a mapping (a child process's environment),
+    not from this process's environment."""
+    return Settings.model_validate({k.removeprefix("WEBHOOKS_").lower(): v for k, v in env.items()})
 
 
 def load_settings(**values: Any) -> Settings:

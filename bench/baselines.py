@@ -26,7 +26,7 @@ import orjson
 import yaml
 from aiokafka import AIOKafkaProducer
 
-from app.settings import Settings
+from app.settings import Settings, settings_from_env
 from bench.memory import BIN, PARTITIONS, ROOT, bench_env, drained, produce, rss_mib
 
 LINE = re.compile(
@@ -60,9 +60,7 @@ async def main() -> None:
         **bench_env("bl", tag, workdir, args.bootstrap),
         "WEBHOOKS_ALLOWED_PRIVATE_NETS": "127.0.0.0/8",
     }
-    settings = Settings.model_validate(
-        {k.removeprefix("WEBHOOKS_").lower(): v for k, v in env.items()}
-    )
+    settings = settings_from_env(env)
     full_env = {**os.environ, **env}
     subprocess.run([str(BIN / "webhooks"), "topics", "create"], env=full_env, check=True)
     load_before = os.getloadavg()[0]

@@ -31,7 +31,7 @@ from pathlib import Path
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from app.settings import Settings
+from app.settings import Settings, settings_from_env
 from app.transport.input_consumer import router_group
 from app.transport.kafka_admin import admin_client
 
@@ -104,9 +104,7 @@ async def drained(settings: Settings) -> bool:
 
 
 async def run_worker(env: dict[str, str], log_path: Path) -> dict[str, float]:
-    settings = Settings.model_validate(
-        {k.removeprefix("WEBHOOKS_").lower(): v for k, v in env.items()}
-    )
+    settings = settings_from_env(env)
     with log_path.open("ab") as log:
         proc = subprocess.Popen(
             [str(BIN / "webhooks"), "worker", "-l", "info"],
@@ -184,9 +182,7 @@ async def main() -> None:
     workdir = ROOT / ".cache" / f"bench-memory-{tag}"
     workdir.mkdir(parents=True)
     env = bench_env("mem", tag, workdir, args.bootstrap)
-    settings = Settings.model_validate(
-        {k.removeprefix("WEBHOOKS_").lower(): v for k, v in env.items()}
-    )
+    settings = settings_from_env(env)
     subprocess.run(
         [str(BIN / "webhooks"), "topics", "create"],
         env={**os.environ, **env},

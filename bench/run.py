@@ -29,7 +29,7 @@ import trustme
 import yaml
 from aiokafka import AIOKafkaProducer
 
-from app.settings import Settings
+from app.settings import settings_from_env
 from bench.memory import drained, rss_mib
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -280,9 +280,7 @@ class Bench:
         time from spawning the worker to that event's webhook is the figure."""
         tag = uuid.uuid4().hex[:8]
         env = {**self.env(tag), "WEBHOOKS_INPUT_PARTITIONS": "8"}
-        settings = Settings.model_validate(
-            {k.removeprefix("WEBHOOKS_").lower(): v for k, v in env.items()}
-        )
+        settings = settings_from_env(env)
         webhooks = str(BIN / "webhooks")
         self.create_job(env, tag, "restart", {})
         await self.produce_entries(settings.input_topic, users, lambda i: "warm")
@@ -319,9 +317,7 @@ class Bench:
         every job delivered its event, then its sockets and its CPU while idle for 10 s."""
         tag = uuid.uuid4().hex[:8]
         env = {**self.env(tag), "WEBHOOKS_QUEUE_PARTITIONS": "2"}
-        settings = Settings.model_validate(
-            {k.removeprefix("WEBHOOKS_").lower(): v for k, v in env.items()}
-        )
+        settings = settings_from_env(env)
         webhooks = str(BIN / "webhooks")
         self.cli(env, "topics", "create")
         docs = [

@@ -10,7 +10,7 @@ import pytest
 
 from app.devtools.receiver import WebhookReceiver
 from app.devtools.tls import LocalTLS, make_local_tls
-from app.settings import Settings
+from app.settings import Settings, settings_from_env
 from tests.support import broker
 from tests.support.processes import WorkerProcess
 
@@ -87,9 +87,7 @@ def test_env(kafka: str, tmp_path: Path, local_tls: LocalTLS) -> dict[str, str]:
 @pytest.fixture
 def test_settings(test_env: dict[str, str]) -> Settings:
     """The same settings as `test_env`, for code running inside the test."""
-    return Settings.model_validate(
-        {k.removeprefix("WEBHOOKS_").lower(): v for k, v in test_env.items()}
-    )
+    return settings_from_env(test_env)
 
 
 @pytest.fixture

@@ -37,11 +37,7 @@ def run_async(fn: Callable[..., Coroutine[Any, Any, T]]) -> Callable[..., T]:
         try:
             check_secret_key()
             return asyncio.run(fn(*args, **kwargs))
-        except (ConfigError, ConfigFileError) as exc:
-            raise UsageProblem(str(exc)) from None
-        except KeyProblem as exc:
-            raise UsageProblem(str(exc)) from None
-        except SettingsError as exc:
+        except (ConfigError, ConfigFileError, KeyProblem, SettingsError) as exc:
             raise UsageProblem(str(exc)) from None
         except (BrokerUnavailable, KafkaSecurityError, job_commands.CommandFailed) as exc:
             raise click.ClickException(str(exc)) from None

@@ -15,16 +15,14 @@ before they expire; aiokafka asks for one at every new broker connection.
 from __future__ import annotations
 
 import asyncio
-import base64
 import ssl
 import time
 from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import urlencode
 
 import aiohttp
-import orjson
 from aiokafka.abc import AbstractTokenProvider
 from aiokafka.conn import create_conn
 from aiokafka.errors import (
@@ -37,11 +35,11 @@ from aiokafka.errors import (
 from aiokafka.helpers import create_ssl_context
 from aiokafka.protocol.metadata import MetadataRequest
 
+from app.domain.client_credentials import Token, read_token, token_request
 from app.settings import Settings
 
 TOKEN_TIMEOUT_S = 15.0
 DIAGNOSE_TIMEOUT_S = 10.0
-DEFAULT_TOKEN_LIFETIME_S = 3600.0
 
 
 class KafkaSecurityError(RuntimeError):
@@ -87,41 +85,28 @@ class OAuthTokenProvider(AbstractTokenProvider):  # type: ignore[misc]
         self.client_auth = settings.kafka_oauth_client_auth
         ca = settings.kafka_oauth_ca_file
         self._ssl = ssl.create_default_context(cafile=str(ca) if ca else None)
-        self._extensions = dict(
-            part.strip().split("=", 1)
-            for part in settings.kafka_oauth_extensions.split(",")
-            if part.strip()
-        )
+        self._extensions = settings.oauth_extensions
         self._clock = clock
-        self._token: tuple[str, float] | None = None  # value, refresh at
+        self._token: Token | None = None
         self._lock: asyncio.Lock | None = None
-        self.fetches = 0
 
     def extensions(self) -> dict[str, str]:
         return dict(self._extensions)
 
     async def token(self) -> str:
         current = self._token
-        if current is not None and self._clock() < current[1]:
-            return current[0]
+        if current is not None and self._clock() < current.refresh_at:
+            return current.value
         if self._lock is None:
             self._lock = asyncio.Lock()
         async with self._lock:
             current = self._token
-            if current is None or self._clock() >= current[1]:
+            if current is None or self._clock() >= current.refresh_at:
                 current = self._token = await self._fetch()
-            return current[0]
+            return current.value
 
-    async def _fetch(self) -> tuple[str, float]:
-        form = {"grant_type": "client_credentials"}
-        if self.scope:
-            form["scope"] = self.scope
-        headers = {"Accept": "application/json"}
-        if self.client_auth == "basic":
-            pair = f"{quote(self.client_id, safe='')}:{quote(self._secret, safe='')}"
-            headers["Authorization"] = "Basic " + base64.b64encode(pair.encode()).decode()
-        else:
-            form |= {"client_id": self.client_id, "client_secret": self._secret}
+    async def _fetch(self) -> Token:
+        form, headers = token_request(self.client_id, self._secret, self.client_auth, self.scope)
         started = self._clock()
         where = f"Kafka OAuth token endpoint {self.url}"
         try:
@@ -132,7 +117,7 @@ class OAuthTokenProvider(AbstractTokenProvider):  # type: ignore[misc]
                 session.post(
                     self.url,
                     data=urlencode(form),
-                    headers={**headers, "Content-Type": "application/x-www-form-urlencoded"},
+                    headers=headers,
                     ssl=self._ssl,
                     allow_redirects=False,
                 ) as response,
@@ -143,17 +128,13 @@ class OAuthTokenProvider(AbstractTokenProvider):  # type: ignore[misc]
             reason = str(exc) or type(exc).__name__
             reason = reason.replace(self._secret, "***")
             raise KafkaTokenError(f"{where} unreachable: {reason}") from None
-        self.fetches += 1
         text = body[:300].decode("utf-8", "replace").replace(self._secret, "***")
         if status != 200:
             raise KafkaTokenError(f"{where} answered HTTP {status}: {text}")
         try:
-            doc = orjson.loads(body)
-            value = str(doc["access_token"])
-            lifetime = float(doc.get("expires_in") or DEFAULT_TOKEN_LIFETIME_S)
+            return read_token(body, started)
         except (ValueError, KeyError, TypeError):
             raise KafkaTokenError(f"{where} answered without an access_token: {text}") from None
-        return value, started + lifetime - min(60.0, lifetime * 0.1)
 
 
 @lru_cache(maxsize=16)

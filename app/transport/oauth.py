@@ -9,22 +9,17 @@ own error text, never the client secret.
 from __future__ import annotations
 
 import asyncio
-import base64
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from urllib.parse import quote, urlencode
+from urllib.parse import urlencode
 
 import aiohttp
-import orjson
 
 from app.domain.authorizations import Authorization
+from app.domain.client_credentials import Token, read_token, token_request
 from app.domain.redaction import Redactor
 from app.transport import metrics
 from app.transport.http import WebhookClient, exception_text
-
-DEFAULT_EXPIRES_IN_S = 3600.0
-MAX_REFRESH_MARGIN_S = 60.0
 
 
 class TokenError(RuntimeError):
@@ -34,13 +29,6 @@ class TokenError(RuntimeError):
         super().__init__(message)
         self.status = status
         self.permanent = status is not None and 400 <= status < 500
-
-
-@dataclass(frozen=True, slots=True)
-class Token:
-    value: str
-    expires_at: float
-    refresh_at: float
 
 
 class TokenProvider:
@@ -91,22 +79,13 @@ class TokenProvider:
     async def _fetch_once(self) -> Token:
         auth = self.auth
         assert auth.token_url and auth.client_id and auth.client_secret is not None
-        form = {"grant_type": "client_credentials"}
-        if auth.scopes:
-            form["scope"] = auth.scopes
-        if auth.ping_atm_id:
-            form["access_token_manager_id"] = auth.ping_atm_id
-        headers = {
-            "Content-Type": "application/x-www-form-urlencoded",
-            "Accept": "application/json",
-        }
-        if auth.token_auth == "basic":
-            # RFC 6749 2.3.1: form-encode id and secret, then HTTP Basic.
-            pair = f"{quote(auth.client_id, safe='')}:{quote(auth.client_secret, safe='')}"
-            headers["Authorization"] = "Basic " + base64.b64encode(pair.encode()).decode()
-        else:
-            form["client_id"] = auth.client_id
-            form["client_secret"] = auth.client_secret
+        form, headers = token_request(
+            auth.client_id,
+            auth.client_secret,
+            auth.token_auth,
+            auth.scopes or "",
+            {"access_token_manager_id": auth.ping_atm_id} if auth.ping_atm_id else None,
+        )
         started = self._clock()
         try:
             # Guarded like every webhook request (DestinationRefused propagates): the URL
@@ -137,9 +116,7 @@ class TokenProvider:
                 status=response.status,
             )
         try:
-            doc = orjson.loads(response.body)
-            value = str(doc["access_token"])
-            lifetime = float(doc.get("expires_in") or DEFAULT_EXPIRES_IN_S)
+            return read_token(response.body, started)
         except (ValueError, KeyError, TypeError):
             raise TokenError(
                 self._redact(
@@ -147,5 +124,3 @@ class TokenProvider:
                 ),
                 status=response.status,
             ) from None
-        margin = min(MAX_REFRESH_MARGIN_S, lifetime * 0.1)
-        return Token(value, started + lifetime, started + lifetime - margin)

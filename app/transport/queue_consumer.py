@@ -130,8 +130,12 @@ class QueueConsumer:
         if self.current(tp, epoch):  # else read under an earlier assignment: not ours
             self.tracker.finished(tp, offset)
             self._finished_some.set()
-            if self.paused and self.tracker.in_flight < self.read_ahead // 2:
+            if self.paused and self._has_room():
                 self._room.set()
+
+    def _has_room(self) -> bool:
+        """A paused queue reads again once half its read-ahead is finished."""
+        return self.tracker.in_flight < self.read_ahead // 2
 
     async def commit(self) -> None:
         """Commit each partition's contiguous point, with the offsets already finished beyond
@@ -230,12 +234,12 @@ class QueueConsumer:
             if self.tracker.in_flight >= self.read_ahead and not self.paused:
                 consumer.pause(*consumer.assignment())
                 self.paused = True
-            elif self.paused and self.tracker.in_flight < self.read_ahead // 2:
+            elif self.paused and self._has_room():
                 consumer.resume(*consumer.assignment())
                 self.paused = False
             if self.paused:  # wait for room rather than poll: `finished` says when
                 self._room.clear()
-                if self.tracker.in_flight >= self.read_ahead // 2:
+                if not self._has_room():
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._room.wait(), 1.0)
                 continue

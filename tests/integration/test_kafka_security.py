@@ -21,7 +21,7 @@ import trustme
 from app.devtools.oauth_server import TokenServer
 from app.devtools.receiver import WebhookReceiver
 from app.devtools.tls import LocalTLS
-from app.settings import Settings
+from app.settings import settings_from_env
 from app.transport.kafka_security import KafkaTokenError, OAuthTokenProvider
 from tests.support.broker import ROOT, SecuredListeners, secured_listeners
 from tests.support.jobs import (
@@ -105,11 +105,6 @@ def security_env(
     }
 
 
-def settings_of(env: dict[str, str]) -> Settings:
-    values = {k.removeprefix("WEBHOOKS_").lower(): v for k, v in env.items()}
-    return Settings.model_validate(values)
-
-
 @pytest.mark.parametrize("kind", ["SCRAM-SHA-256", "SCRAM-SHA-512", "PLAIN", "OAUTHBEARER", "mTLS"])
 async def test_a_job_delivers_end_to_end_over_a_secured_listener(
     kind: str,
@@ -128,7 +123,7 @@ async def test_a_job_delivers_end_to_end_over_a_secured_listener(
         job = triggers_job(receiver.url("/secured"))
         await apply_jobs(env, tmp_path, worker, job)  # the CLI, over the same listener
         await produce(
-            settings_of(env),
+            settings_from_env(env),
             env["WEBHOOKS_INPUT_TOPIC"],
             [input_record("user-1", {"email": "a@example.com"}, ("enter", "newsletter"))],
         )
@@ -305,7 +300,7 @@ async def test_oauth_tokens_are_cached_until_shortly_before_they_expire(
     env = security_env("OAUTHBEARER", listeners, tmp_path, token_server)
     now = [1_000_000.0]
     provider = OAuthTokenProvider(
-        settings_of(env | {"WEBHOOKS_KAFKA_OAUTH_CLIENT_AUTH": "body"}), clock=lambda: now[0]
+        settings_from_env(env | {"WEBHOOKS_KAFKA_OAUTH_CLIENT_AUTH": "body"}), clock=lambda: now[0]
     )
     first = await provider.token()
     assert await provider.token() == first
@@ -318,7 +313,7 @@ async def test_oauth_tokens_are_cached_until_shortly_before_they_expire(
     await provider.token()
     assert len(token_server.calls) == 2
     wrong = OAuthTokenProvider(
-        settings_of(
+        settings_from_env(
             {k: v for k, v in env.items() if not k.endswith("SECRET_FILE")}
             | {"WEBHOOKS_KAFKA_OAUTH_CLIENT_SECRET": "wrong-secret-value"}
         )
