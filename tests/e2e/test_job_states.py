@@ -15,6 +15,7 @@ from tests.support.jobs import (
     run_cli_async,
     settle,
     triggers_job,
+    wait_for_counter,
     wait_for_requests,
     wait_for_state,
 )
@@ -70,7 +71,7 @@ async def test_error_then_failed_then_resume(
     await wait_for_state(env, job["id"], "running")
     got = await wait_for_requests(receiver, "/err", seen + 1)
     assert got[-1].status == 200 and got[-1].json()["id"] == "e1"
-    report = await job_status(env, job["id"])
+    report = await wait_for_counter(env, job["id"], "delivered_requests", 1)
     assert report["counters"]["delivered_requests"] == 1
 
 
@@ -97,7 +98,8 @@ async def test_retry_after_sleeps_without_error(
     got = await wait_for_requests(receiver, "/sleepy", 2, wait_s=20)
     assert got[1].at - got[0].at >= 3.5  # it waited for Retry-After
     assert got[1].headers["webhook-id"] == got[0].headers["webhook-id"]
-    report = await wait_for_state(env, job["id"], "running")
+    await wait_for_state(env, job["id"], "running")
+    report = await wait_for_counter(env, job["id"], "delivered_requests", 1)
     assert report["counters"]["failed_requests"] == 0
     assert report["counters"]["delivered_requests"] == 1
 

@@ -106,6 +106,21 @@ async def wait_for_state(
     )
 
 
+async def wait_for_counter(
+    env: dict[str, str], job_id: str, counter: str, at_least: int, wait_s: float = 30.0
+) -> dict[str, Any]:
+    """Poll `webhooks jobs show` until the job's `counter` reaches `at_least`; return that
+    report. Counters reach the status topic after the request they count, so a test that
+    saw a request at the receiver must wait for them rather than read them once."""
+    return await eventually(
+        lambda: job_status(env, job_id),
+        lambda doc: doc["counters"][counter] >= at_least,
+        wait_s=wait_s,
+        interval_s=0.3,
+        what=lambda doc: f"job {job_id}: {counter} never reached {at_least}; last report: {doc}",
+    )
+
+
 async def wait_for_delivered(
     receiver: WebhookReceiver,
     path: str,
