@@ -32,12 +32,16 @@ from app.transport.auth_resolver import AuthResolver
 from app.transport.http import WebhookClient
 from app.transport.job_log import JobLog
 from app.transport.kafka import cancel_and_wait, durable_producer, read_compacted
+from app.transport.kafka_admin import SharedAdmin
 from app.transport.registry import ConfigRegistry
 from app.transport.template_runner import TemplateRunner
 
 log = logging.getLogger(__name__)
 
 STATUS_INTERVAL_S = 1.0
+# Jobs (re)started at once: a worker with hundreds of jobs starts their consumers side by
+# side instead of one after the other (each start waits on broker round trips).
+CONCURRENT_STARTS = 32
 
 
 class DeliveryService:
@@ -50,6 +54,7 @@ class DeliveryService:
         self.templates = TemplateRunner(settings.template_processes, settings.template_timeout_s)
         self.producer: AIOKafkaProducer | None = None
         self.joblog: JobLog | None = None
+        self.admin = SharedAdmin(settings)
         self._logged_states: dict[str, str] = {}  # job id -> state last written to its log
         self.deliveries: dict[str, JobDelivery] = {}
         self.statuses: dict[str, JobStatus] = {}
@@ -59,6 +64,9 @@ class DeliveryService:
         self._dirty: set[str] = set()
         self._changes: asyncio.Queue[str] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
+        self._reconciling: dict[str, asyncio.Task[None]] = {}  # job id -> its reconcile task
+        self._again: set[str] = set()  # jobs that changed while being reconciled
+        self._start_slots = asyncio.Semaphore(CONCURRENT_STARTS)
         key = settings.secret_key
         box = SecretBox(key.get_secret_value()) if key is not None else None
         self.auths = AuthResolver(registry, box, self.client)
@@ -86,6 +94,8 @@ class DeliveryService:
     async def stop(self) -> None:
         for task in self._tasks:
             await cancel_and_wait(task)
+        for task in list(self._reconciling.values()):
+            await cancel_and_wait(task)
         for delivery in list(self.deliveries.values()):
             await delivery.stop()
         self.deliveries.clear()
@@ -96,6 +106,8 @@ class DeliveryService:
             await self.joblog.flush()
         if self.producer is not None:
             await self.producer.stop()
+        with contextlib.suppress(Exception):
+            await self.admin.close()
         await self.client.close()
         await self.templates.close()
 
@@ -190,14 +202,32 @@ class DeliveryService:
             )
 
     async def _follow(self) -> None:
+        """Reconcile each changed job in a task of its own: jobs start side by side (at most
+        CONCURRENT_STARTS at once), while one job's changes are applied in order."""
         while True:
             job_id = await self._changes.get()
-            try:
-                await self._reconcile(job_id, self.registry.jobs.get(job_id))
-            except Exception:
-                log.exception("job %s: could not (re)start delivery; retrying in 5 s", job_id)
-                await asyncio.sleep(5.0)
-                self._changes.put_nowait(job_id)
+            if job_id in self._reconciling:
+                self._again.add(job_id)  # its task runs once more when it is done
+                continue
+            self._reconciling[job_id] = asyncio.create_task(
+                self._reconcile_until_settled(job_id), name=f"reconcile-{job_id}"
+            )
+
+    async def _reconcile_until_settled(self, job_id: str) -> None:
+        try:
+            while True:
+                self._again.discard(job_id)
+                try:
+                    async with self._start_slots:
+                        await self._reconcile(job_id, self.registry.jobs.get(job_id))
+                except Exception:
+                    log.exception("job %s: could not (re)start delivery; retrying in 5 s", job_id)
+                    await asyncio.sleep(5.0)
+                    self._again.add(job_id)
+                if job_id not in self._again:
+                    return
+        finally:
+            self._reconciling.pop(job_id, None)
 
     async def _reconcile(self, job_id: str, stored: StoredJob | None) -> None:
         current = self.deliveries.get(job_id)
@@ -242,6 +272,7 @@ class DeliveryService:
                 status,
                 self.templates,
                 self.joblog,
+                self.admin,
             )
             if status.state == "stopped" or resumed_at > status.since:
                 delivery.machine.resume(now)

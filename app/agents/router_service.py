@@ -171,6 +171,7 @@ class RouterService:
     async def _write(self, records: list[OutRecord]) -> list[asyncio.Future[Any]]:
         assert self._producer is not None
         out = BatchWriter(self._producer, self._partitions)
+        await out.learn_partitions(topic for topic, _, _, partition in records if partition is None)
         for topic, key, value, partition in records:
             await out.add(topic, key, value, partition)
         return await out.flush()

@@ -41,7 +41,7 @@ from app.transport.auth_resolver import AuthResolver
 from app.transport.http import WebhookClient, exception_text
 from app.transport.job_log import JobLog
 from app.transport.kafka import cancel_and_wait
-from app.transport.kafka_admin import ensure_topics
+from app.transport.kafka_admin import SharedAdmin, ensure_topics
 from app.transport.queue_consumer import QueueConsumer
 from app.transport.sinks import deadletter_records, publish_until_acked
 from app.transport.template_runner import TemplateRunner
@@ -75,6 +75,7 @@ class JobDelivery:
         status: JobStatus,
         templates: TemplateRunner,
         joblog: JobLog,
+        admin: SharedAdmin | None = None,
     ) -> None:
         self.job = job
         self.settings = settings
@@ -101,6 +102,7 @@ class JobDelivery:
             on_records=self._on_records,
             on_revoked=self._release,
             on_assigned=self._resize,
+            admin=admin,
         )
         self.sender = RequestSender(
             job,

@@ -31,6 +31,33 @@ async def admin_client(settings: Settings) -> AsyncIterator[AIOKafkaAdminClient]
         await admin.close()
 
 
+class SharedAdmin:
+    """One admin client for many callers (every job's queue consumer reads its commit
+    metadata through it), started on first use. A worker with hundreds of jobs would
+    otherwise open, bootstrap (reading the metadata of every topic) and close an admin
+    client per job at each assignment."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._admin: AIOKafkaAdminClient | None = None
+        self._lock = asyncio.Lock()
+
+    async def client(self) -> AIOKafkaAdminClient:
+        async with self._lock:
+            if self._admin is None:
+                admin = AIOKafkaAdminClient(
+                    **connection_options(self.settings), request_timeout_ms=10000
+                )
+                await start_client(self.settings, admin)
+                self._admin = admin
+            return self._admin
+
+    async def close(self) -> None:
+        admin, self._admin = self._admin, None
+        if admin is not None:
+            await admin.close()
+
+
 async def ensure_topics(settings: Settings, specs: Iterable[TopicSpec]) -> list[TopicSpec]:
     """Create the topics that do not exist yet; return those it created."""
     wanted = {s.name: s for s in specs}

@@ -29,7 +29,7 @@ from aiokafka.structs import OffsetAndMetadata
 from app.domain.offsets import OffsetTracker, decode_done, encode_done
 from app.settings import Settings
 from app.transport.kafka import cancel_and_wait, group_timeouts
-from app.transport.kafka_admin import admin_client
+from app.transport.kafka_admin import SharedAdmin, admin_client
 from app.transport.kafka_security import connection_options
 from app.transport.worker_count_assignor import WorkerCountAssignor
 
@@ -59,8 +59,10 @@ class QueueConsumer:
         on_records: OnRecords,
         on_revoked: OnRevoked,
         on_assigned: OnAssigned,
+        admin: SharedAdmin | None = None,
     ) -> None:
         self.settings = settings
+        self._admin = admin
         self.group = group
         self.topic = topic
         self.worker_count = worker_count
@@ -206,8 +208,14 @@ class QueueConsumer:
             return
         committed: dict[TopicPartition, Any] = {}
         try:
-            async with admin_client(self.settings) as admin:
+            if self._admin is not None:
+                admin = await self._admin.client()
                 committed = await admin.list_consumer_group_offsets(self.group, partitions=assigned)
+            else:
+                async with admin_client(self.settings) as own:
+                    committed = await own.list_consumer_group_offsets(
+                        self.group, partitions=assigned
+                    )
         except Exception as exc:  # fall back to the consumer's view, without metadata
             log.warning("%s: could not read commit metadata: %s", self.group, exc)
             for tp in assigned:
