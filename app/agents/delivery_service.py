@@ -96,8 +96,13 @@ class DeliveryService:
             await cancel_and_wait(task)
         for task in list(self._reconciling.values()):
             await cancel_and_wait(task)
-        for delivery in list(self.deliveries.values()):
-            await delivery.stop()
+        # Side by side, as they start: one after the other, 300 jobs took 2 s to stop.
+        stopped = await asyncio.gather(
+            *(self._stop_delivery(d) for d in self.deliveries.values()), return_exceptions=True
+        )
+        for job_id, outcome in zip(list(self.deliveries), stopped, strict=True):
+            if isinstance(outcome, BaseException):
+                log.warning("job %s: delivery did not stop cleanly: %r", job_id, outcome)
         self.deliveries.clear()
         with contextlib.suppress(Exception):
             # A last record per job, marked final: this worker drops out of statuses at once.
@@ -110,6 +115,10 @@ class DeliveryService:
             await self.admin.close()
         await self.client.close()
         await self.templates.close()
+
+    async def _stop_delivery(self, delivery: JobDelivery) -> None:
+        async with self._start_slots:
+            await delivery.stop()
 
     async def _load_statuses(self) -> dict[str, JobStatus]:
         """This worker's job statuses as it last wrote them (they survive restarts)."""
@@ -148,6 +157,7 @@ class DeliveryService:
             self._last_heartbeat = time.monotonic()
         dirty, self._dirty = self._dirty, set()
         try:
+            acks = []
             for job_id in dirty:
                 status = self.statuses.get(job_id)
                 value = None
@@ -161,7 +171,9 @@ class DeliveryService:
                         final,
                     )
                 key = status_key(job_id, self.settings.worker_id)
-                await self.producer.send_and_wait(self.settings.status_topic, value, key=key)
+                acks.append(await self.producer.send(self.settings.status_topic, value, key=key))
+            # All sent, then all awaited: one round trip for hundreds of jobs, not one each.
+            await asyncio.gather(*acks)
         except Exception:
             self._dirty |= dirty
             raise
