@@ -192,7 +192,7 @@ class JobDelivery:
             self.queue.finished(tp, msg.offset, epoch)
             return
         try:
-            url = await self.renderer.url(event)
+            url = self.renderer.fixed_url or await self.renderer.url(event)
         except TemplateError as exc:
             await self._dead_letter([event], f"url_template failed: {exc}")
             self.queue.finished(tp, msg.offset, epoch)

@@ -21,6 +21,9 @@ class RequestRenderer:
         self.job = job
         self.templates = templates
         self._job_json = job.to_json_dict()
+        # The URL when it is the same for every user (no `url_template`): taken without a
+        # coroutine per event (that await was 8 % of a batched worker's CPU).
+        self.fixed_url: str | None = None if job.url_template else job.webhook_url
 
     async def url(self, event: QueuedEvent) -> str:
         """The user's URL; raises TemplateError (or what a hostile template makes the code
