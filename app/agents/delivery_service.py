@@ -15,9 +15,10 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 
 from app.delivery.job_delivery import JobDelivery
+from app.delivery.job_signer import JobSigner
 from app.domain.job_state import JobStatus
 from app.domain.jobs import StoredJob
-from app.domain.secrets import SecretBox
+from app.domain.secrets import box_from_settings
 from app.domain.status_record import (
     decode_status,
     encode_status_record,
@@ -57,6 +58,7 @@ class DeliveryService:
         self.admin = SharedAdmin(settings)
         self._logged_states: dict[str, str] = {}  # job id -> state last written to its log
         self.deliveries: dict[str, JobDelivery] = {}
+        self._signers: dict[str, JobSigner] = {}  # signed jobs' keys, updated in place
         self.statuses: dict[str, JobStatus] = {}
         self._resumed_at: dict[str, float] = {}
         self._versions: dict[str, str] = {}  # job id -> config version it runs (or holds)
@@ -67,8 +69,11 @@ class DeliveryService:
         self._reconciling: dict[str, asyncio.Task[None]] = {}  # job id -> its reconcile task
         self._again: set[str] = set()  # jobs that changed while being reconciled
         self._start_slots = asyncio.Semaphore(CONCURRENT_STARTS)
-        key = settings.secret_key
-        box = SecretBox(key.get_secret_value()) if key is not None else None
+        # With WEBHOOKS_SECRET_KEY_PREVIOUS too: secrets sealed under the previous key stay
+        # readable until `webhooks auth rotate-key` re-seals them (the worker used to take
+        # the current key only).
+        box = box_from_settings(settings)
+        self.box = box
         self.auths = AuthResolver(registry, box, self.client)
 
     async def start(self) -> None:
@@ -258,6 +263,7 @@ class DeliveryService:
         now = time.time()
         if stored is None:
             self._resumed_at.pop(job_id, None)
+            self._signers.pop(job_id, None)
             self._versions.pop(job_id, None)
             if self.statuses.pop(job_id, None) is not None:
                 self._dirty.add(job_id)  # a tombstone for the deleted job's status
@@ -273,6 +279,7 @@ class DeliveryService:
             if status.state != "stopped":
                 status.state, status.since, status.next_run = "stopped", now, None
             return
+        signer = self._signer(job_id, stored)
         if current is None:
             assert self.producer is not None and self.joblog is not None
             delivery = JobDelivery(
@@ -285,6 +292,7 @@ class DeliveryService:
                 self.templates,
                 self.joblog,
                 self.admin,
+                signer,
             )
             if status.state == "stopped" or resumed_at > status.since:
                 delivery.machine.resume(now)
@@ -299,6 +307,15 @@ class DeliveryService:
             )
         self._versions[job_id] = config_version(stored.config.to_json_dict())
         self._dirty.add(job_id)  # report the version now, not at the next heartbeat
+
+    def _signer(self, job_id: str, stored: StoredJob) -> JobSigner | None:
+        """The job's signer with its current keys (None for a job that does not sign)."""
+        if not stored.config.signed:
+            self._signers.pop(job_id, None)
+            return None
+        signer = self._signers.setdefault(job_id, JobSigner(job_id))
+        signer.update(stored.signing_keys, self.box)
+        return signer
 
     async def _log(self, job_id: str, message: str, **details: Any) -> None:
         if self.joblog is not None:

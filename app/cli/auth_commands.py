@@ -16,6 +16,7 @@ from app.cli.job_commands import (
     load_compacted,
     load_jobs,
 )
+from app.cli.keys import KeyProblem, secret_box
 from app.domain.authorizations import (
     SECRET_FIELDS,
     Authorization,
@@ -23,35 +24,15 @@ from app.domain.authorizations import (
     parse_authorization,
 )
 from app.domain.errors import ConfigError, FieldProblem
+from app.domain.jobs import StoredJob, signing_context
 from app.domain.secrets import (
     KEY_VAR,
     PREVIOUS_VAR,
-    InvalidSecretKey,
     SecretBox,
     SecretKeyError,
-    box_from_settings,
 )
 from app.settings import Settings
 from app.transport.kafka import producer, write_record
-
-
-class KeyProblem(ValueError):
-    """The key configuration stops this command (missing where needed, malformed, or
-    unable to read stored authorizations); one line, shown as is, exit status 2."""
-
-
-def secret_box(settings: Settings, required: bool = False) -> SecretBox | None:
-    """The configured keys; KeyProblem for a malformed key, or a missing one if `required`."""
-    try:
-        box = box_from_settings(settings)
-    except InvalidSecretKey as exc:
-        raise KeyProblem(str(exc)) from None
-    if box is None and required:
-        raise KeyProblem(
-            f"{KEY_VAR} is not set: it is needed to read stored secrets "
-            "(`webhooks secret-key generate` makes one)"
-        )
-    return box
 
 
 def key_warnings(box: SecretBox | None) -> list[str]:
@@ -228,9 +209,18 @@ async def rotate_key(settings: Settings) -> list[str]:
             current += 1
         else:
             updates[auth_id] = resealed
+    job_updates: dict[str, StoredJob] = {}
+    for job_id, job in sorted((await load_jobs(settings)).items()):
+        try:
+            resealed_job = reseal_signing_keys(job, box)
+        except SecretKeyError as exc:
+            unreadable.append(f"signing secret of job {job_id} ({exc})")
+            continue
+        if resealed_job is not None:
+            job_updates[job_id] = resealed_job
     if unreadable:
         raise KeyProblem(
-            f"nothing re-encrypted: {len(unreadable)} authorization(s) not readable with "
+            f"nothing re-encrypted: {len(unreadable)} secret(s) not readable with "
             f"{KEY_VAR} or {PREVIOUS_VAR}: {'; '.join(unreadable)}"
         )
     out = []
@@ -241,11 +231,27 @@ async def rotate_key(settings: Settings) -> list[str]:
                     settings.authorizations_topic, key=auth_id.encode(), value=orjson.dumps(doc)
                 )
                 out.append(f"re-encrypted authorization {auth_id}")
+    for job_id, job in job_updates.items():
+        await write_record(settings, settings.jobs_topic, job_id, orjson.dumps(job.to_record()))
+        out.append(f"re-encrypted the signing secrets of job {job_id}")
     out.append(
         f"{len(updates)} re-encrypted, {current} already under the current key "
         f"(key {box.current.key_id})"
     )
     return out
+
+
+def reseal_signing_keys(job: StoredJob, box: SecretBox) -> StoredJob | None:
+    """The job with its signing secrets re-encrypted under the current key, or None when
+    they already are; SecretKeyError when no configured key opens one."""
+    context = signing_context(job.config.id)
+    changed = False
+    keys = []
+    for key in job.signing_keys:
+        sealed = box.reseal(key.sealed, context)
+        changed = changed or sealed is not None
+        keys.append(key if sealed is None else key.model_copy(update={"sealed": sealed}))
+    return job.model_copy(update={"signing_keys": tuple(keys)}) if changed else None
 
 
 async def delete(settings: Settings, auth_id: str) -> str:

@@ -13,10 +13,19 @@ import orjson
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from app.cli.files import load_documents
+from app.cli.keys import KeyProblem, secret_box
 from app.domain.backfill import backfill_request
 from app.domain.destinations import Network
 from app.domain.errors import ConfigError, FieldProblem
-from app.domain.jobs import JobConfig, StoredJob, parse_job_config
+from app.domain.jobs import (
+    JobConfig,
+    SealedSigningKey,
+    StoredJob,
+    parse_job_config,
+    signing_context,
+)
+from app.domain.secrets import SecretBox, SecretKeyError
+from app.domain.signing import DEFAULT_OVERLAP_S, SigningKey, generate_secret, rotate
 from app.domain.status_record import decode_status_record, split_status_key
 from app.domain.status_summary import (
     config_version,
@@ -26,7 +35,7 @@ from app.domain.status_summary import (
     summarize_status,
     workers_behind,
 )
-from app.domain.timefmt import utc_now_rfc3339
+from app.domain.timefmt import rfc3339, utc_now_rfc3339
 from app.settings import Settings
 from app.topic_catalog import (
     delivery_group,
@@ -111,13 +120,24 @@ async def apply(settings: Settings, file: Path, applied: list[str] | None = None
     await ensure_topics(settings, [queue_topic_spec(settings, c.queue_topic) for c in configs])
     streams = {c.stream for c in configs if not c.is_triggers}
     await ensure_topics(settings, [enrichment_topic_spec(settings, s) for s in streams])
+    box = secret_box(settings, required=any(c.signed for c in configs))
     out = []
     for config in configs:
         before = existing.get(config.id)
+        keys: tuple[SealedSigningKey, ...] = ()
+        if config.signed:
+            assert box is not None
+            keys, secret = signing_keys_for(config.id, before, box)
+            if secret is not None:
+                out.append(
+                    f"signing secret of job {config.id} (shown once; give it to the "
+                    f"receiver to verify `webhook-signature`): {secret}"
+                )
         stored = StoredJob(
             config=config,
             desired_state=before.desired_state if before else "running",
             updated_at=utc_now_rfc3339(),
+            signing_keys=keys,
         )
         await write_record(
             settings, settings.jobs_topic, config.id, orjson.dumps(stored.to_record())
@@ -129,6 +149,60 @@ async def apply(settings: Settings, file: Path, applied: list[str] | None = None
         if before is None and config.existing_users:
             await request_backfill(settings, config.id)
             out.append(f"backfill of existing users requested for job {config.id}")
+    return out
+
+
+def signing_keys_for(
+    job_id: str, before: StoredJob | None, box: SecretBox
+) -> tuple[tuple[SealedSigningKey, ...], str | None]:
+    """A signed job's keys: those it has (expired ones dropped), or a new secret when it
+    has none; the new secret is returned to be shown once."""
+    now = time.time()
+    kept = tuple(
+        k
+        for k in (before.signing_keys if before else ())
+        if k.expires_at is None or k.expires_at > now
+    )
+    if any(k.expires_at is None for k in kept):
+        return kept, None
+    secret = generate_secret()
+    sealed = SealedSigningKey(sealed=box.encrypt(secret, signing_context(job_id)))
+    return (sealed, *kept), secret
+
+
+async def rotate_signing_secret(
+    settings: Settings, job_id: str, overlap_s: float = DEFAULT_OVERLAP_S
+) -> list[str]:
+    """A new signing secret for a signed job, shown once; the current one keeps signing
+    beside it for `overlap_s` seconds."""
+    job = await get_job(settings, job_id)
+    if not job.config.signed:
+        raise CommandFailed(
+            f"job {job_id} does not sign requests (set `signed: true` and apply it)"
+        )
+    box = secret_box(settings, required=True)
+    assert box is not None
+    context = signing_context(job_id)
+    now = time.time()
+    try:
+        keys = [SigningKey(box.decrypt(k.sealed, context), k.expires_at) for k in job.signing_keys]
+    except SecretKeyError as exc:
+        raise KeyProblem(f"the signing secrets of job {job_id} cannot be read: {exc}") from None
+    secret = generate_secret()
+    rotated = rotate(keys, secret, now, overlap_s)
+    sealed = tuple(
+        SealedSigningKey(sealed=box.encrypt(k.secret, context), expires_at=k.expires_at)
+        for k in rotated
+    )
+    stored = job.model_copy(update={"signing_keys": sealed, "updated_at": utc_now_rfc3339()})
+    await write_record(settings, settings.jobs_topic, job_id, orjson.dumps(stored.to_record()))
+    until = [k.expires_at for k in rotated if k.expires_at is not None]
+    out = [f"new signing secret of job {job_id} (shown once): {secret}"]
+    if until:
+        out.append(
+            f"the previous secret also signs until {rfc3339(max(until))} "
+            f"({len(until)} previous secret(s) still valid)"
+        )
     return out
 
 
@@ -226,7 +300,19 @@ async def show(settings: Settings, job_id: str) -> str:
         "updated_at": job.updated_at,
         "config": job.config.to_json_dict(),
     }
+    if job.config.signed:
+        doc["signing"] = signing_summary(job, now)
     return orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode()
+
+
+def signing_summary(job: StoredJob, now: float) -> dict[str, Any]:
+    """How many signing secrets sign the job's requests, and until when the previous ones
+    do; never the secrets."""
+    live = [k for k in job.signing_keys if k.expires_at is None or k.expires_at > now]
+    return {
+        "secrets": len(live),
+        "previous_until": [rfc3339(k.expires_at) for k in live if k.expires_at is not None],
+    }
 
 
 async def set_desired_state(settings: Settings, job_id: str, desired: str) -> str:

@@ -1,4 +1,5 @@
-"""`webhooks jobs ...`: apply, list, show, backfill, delete, logs, stop, resume."""
+"""`webhooks jobs ...`: apply, list, show, backfill, delete, logs, stop, resume,
+rotate-signing-secret."""
 
 from __future__ import annotations
 
@@ -128,3 +129,21 @@ async def jobs_stop(job_id: str) -> None:
 async def jobs_resume(job_id: str) -> None:
     """Resume delivery, backlog first."""
     click.echo(await job_commands.set_desired_state(get_settings(), job_id, "running"))
+
+
+@jobs.command("rotate-signing-secret")
+@click.argument("job_id")
+@click.option(
+    "--overlap-hours",
+    type=click.FloatRange(min=0, max=24 * 30),
+    default=24.0,
+    show_default=True,
+    help="How long the current secret keeps signing beside the new one.",
+)
+@run_async
+async def jobs_rotate_signing_secret(job_id: str, overlap_hours: float) -> None:
+    """Give a signed job a new signing secret (shown once); the current one keeps signing
+    beside it for --overlap-hours, so receivers can switch without losing a request."""
+    settings = get_settings()
+    for line in await job_commands.rotate_signing_secret(settings, job_id, overlap_hours * 3600):
+        click.echo(line)

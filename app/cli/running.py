@@ -12,8 +12,8 @@ import click
 from aiokafka.errors import KafkaError, UnknownTopicOrPartitionError
 
 from app.cli import auth_commands, job_commands
-from app.cli.auth_commands import KeyProblem
 from app.cli.files import ConfigFileError
+from app.cli.keys import KeyProblem, secret_box
 from app.domain.errors import ConfigError
 from app.domain.secrets import SecretBox
 from app.settings import SettingsError, get_settings
@@ -56,7 +56,7 @@ def check_secret_key(required: bool = False, warn: bool = False) -> SecretBox | 
     """Stop with one line (exit 2) if WEBHOOKS_SECRET_KEY or _PREVIOUS is malformed, or
     missing where `required`; print a warning line for a legacy passphrase if `warn`."""
     try:
-        box = auth_commands.secret_box(get_settings(), required=required)
+        box = secret_box(get_settings(), required=required)
     except (KeyProblem, SettingsError) as exc:
         raise UsageProblem(str(exc)) from None
     if warn:

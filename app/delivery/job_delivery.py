@@ -23,6 +23,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer, TopicPartition
 
+from app.delivery.job_signer import JobSigner
 from app.delivery.rendering import RequestRenderer
 from app.delivery.request_sender import Released, RequestSender
 from app.domain.batching import JobBatcher
@@ -76,6 +77,7 @@ class JobDelivery:
         templates: TemplateRunner,
         joblog: JobLog,
         admin: SharedAdmin | None = None,
+        signer: JobSigner | None = None,
     ) -> None:
         self.job = job
         self.settings = settings
@@ -113,6 +115,7 @@ class JobDelivery:
             joblog,
             on_omit=self._dead_letter,
             on_answer=self._publish_answer,
+            signer=signer,
         )
         self.renderer = RequestRenderer(job, templates)
         self._wake = asyncio.Event()

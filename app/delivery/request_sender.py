@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable
 import aiohttp
 from prometheus_client import Counter
 
+from app.delivery.job_signer import JobSigner
 from app.domain.attempt import Action, AttemptResult, decide
 from app.domain.destinations import DestinationRefused
 from app.domain.job_state import JobStateMachine
@@ -56,8 +57,10 @@ class RequestSender:
         joblog: JobLog,
         on_omit: OnOmit,
         on_answer: OnAnswer,
+        signer: JobSigner | None = None,
     ) -> None:
         self.job = job
+        self.signer = signer
         self.auths = auths
         self.client = client
         self.machine = machine
@@ -179,12 +182,15 @@ class RequestSender:
             else:
                 extra_headers, params = [], []
                 secret_headers, secret_params = [], []
+            timestamp = int(time.time())
             headers = {
                 "Content-Type": content_type,
                 "webhook-id": wid,
-                "webhook-timestamp": str(int(time.time())),
+                "webhook-timestamp": str(timestamp),
             }
             headers.update(extra_headers)
+            if self.signer is not None:  # after the authorization's: it cannot replace it
+                headers["webhook-signature"] = self.signer.header(wid, timestamp, body)
             response = await self.client.send(
                 self.job.http_method,
                 merge_params(url, params),

@@ -210,3 +210,42 @@ def test_worker_start_names_unreadable_authorizations(
     assert "Traceback" not in log
     for secret in (HEADER_SECRET, PARAM_SECRET, key_a, key_b):
         assert secret not in log
+
+
+def test_rotate_key_moves_job_signing_secrets_to_the_new_key(
+    test_env: dict[str, str], test_settings: Settings, tmp_path: Path
+) -> None:
+    key_a, key_b = new_key(test_env), new_key(test_env)
+    env_a = {**test_env, "WEBHOOKS_SECRET_KEY": key_a}
+    env_b = {**test_env, "WEBHOOKS_SECRET_KEY": key_b}
+    job = {
+        "id": "signed-job",
+        "type": "audience_triggers",
+        "label": "signed",
+        "audiences": ["a"],
+        "webhook_url": "https://hooks.example.com/in",
+        "signed": True,
+    }
+    path = tmp_path / "signed.yaml"
+    path.write_text(yaml.safe_dump(job))
+    applied = run_cli(env_a, "jobs", "apply", str(path))
+    assert applied.code == 0 and "whsec_" in applied.out, applied.err
+
+    def sealed() -> list[str]:
+        rows = asyncio.run(read_json(test_settings, test_settings.jobs_topic))
+        latest = [doc for key, doc in rows if key == "signed-job"][-1]
+        return [k["sealed"] for k in latest["signing_keys"]]
+
+    id_a, id_b = parse_key(key_a).key_id, parse_key(key_b).key_id
+    assert all(v.startswith(f"{PREFIX_V2}{id_a}:") for v in sealed())
+    refused = run_cli(env_b, "auth", "rotate-key")
+    assert refused.code == 2
+    assert_one_line_error(refused.err, "nothing re-encrypted", "signing secret of job signed-job")
+
+    rotated = run_cli({**env_b, "WEBHOOKS_SECRET_KEY_PREVIOUS": key_a}, "auth", "rotate-key")
+    assert rotated.code == 0, rotated.err
+    assert "re-encrypted the signing secrets of job signed-job" in rotated.out
+    assert all(v.startswith(f"{PREFIX_V2}{id_b}:") for v in sealed())
+    assert "whsec_" not in rotated.out + rotated.err
+    again = run_cli(env_b, "auth", "rotate-key")
+    assert again.code == 0 and "signed-job" not in again.out
