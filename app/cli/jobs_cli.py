@@ -3,17 +3,20 @@ rotate-signing-secret."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from pathlib import Path
 
 import click
 import orjson
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from app.cli import job_commands
+from app.cli.files import load_documents
 from app.cli.running import run_async
 from app.domain.job_log import parse_since
-from app.settings import get_settings
+from app.settings import Settings, get_settings
 from app.transport.job_log import read_job_log
+from app.usecases import jobs as job_commands
 
 
 @click.group()
@@ -38,20 +41,33 @@ def jobs() -> None:
 async def jobs_apply(file: Path, wait: bool, timeout_s: float) -> None:
     """Validate FILE (YAML/JSON, one or more jobs) and store it; all or nothing."""
     settings = get_settings()
-    applied: list[str] = []
-    for line in await job_commands.apply(settings, file, applied):
-        click.echo(line)
+    applied = await job_commands.apply_documents(settings, load_documents(file))
+    for job in applied:
+        for line in job.lines():
+            click.echo(line)
     if wait:
-        for line in await job_commands.wait_applied(settings, applied, timeout_s):
+        ids = [job.id for job in applied]
+        for line in await job_commands.wait_applied(settings, ids, timeout_s):
             click.echo(line)
 
 
 @jobs.command("list")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per job and line.")
 @run_async
-async def jobs_list() -> None:
-    """One line per job."""
-    for line in await job_commands.list_jobs(get_settings()):
-        click.echo(line)
+async def jobs_list(as_json: bool) -> None:
+    """One line per job: its real state (from live workers) and the wanted one."""
+    rows = await job_commands.list_jobs(get_settings())
+    if as_json:
+        for row in rows:
+            click.echo(orjson.dumps(row.to_json_dict()).decode())
+        return
+    if not rows:
+        click.echo("no jobs")
+        return
+    width = max(8, *(len(r.state) for r in rows))
+    click.echo(f"{'ID':<34} {'TYPE':<18} {'STATE':<{width}} {'WANTED':<8} LABEL")
+    for r in rows:
+        click.echo(f"{r.id:<34} {r.type:<18} {r.state:<{width}} {r.wanted:<8} {r.label}")
 
 
 @jobs.command("show")
@@ -59,7 +75,8 @@ async def jobs_list() -> None:
 @run_async
 async def jobs_show(job_id: str) -> None:
     """A job's config and state."""
-    click.echo(await job_commands.show(get_settings(), job_id))
+    report = await job_commands.job_report(get_settings(), job_id)
+    click.echo(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode())
 
 
 @jobs.command("backfill")
@@ -73,7 +90,7 @@ async def jobs_backfill(job_id: str, no_wait: bool) -> None:
     request_id = await job_commands.request_backfill(settings, job_id)
     click.echo(f"backfill {request_id} requested for job {job_id}")
     if not no_wait:
-        await job_commands.follow_backfill(settings, job_id, request_id)
+        await follow_backfill(settings, job_id, request_id)
 
 
 @jobs.command("delete")
@@ -145,5 +162,30 @@ async def jobs_rotate_signing_secret(job_id: str, overlap_hours: float) -> None:
     """Give a signed job a new signing secret (shown once); the current one keeps signing
     beside it for --overlap-hours, so receivers can switch without losing a request."""
     settings = get_settings()
-    for line in await job_commands.rotate_signing_secret(settings, job_id, overlap_hours * 3600):
+    rotation = await job_commands.rotate_signing_secret(settings, job_id, overlap_hours * 3600)
+    for line in rotation.lines():
         click.echo(line)
+
+
+async def follow_backfill(settings: Settings, job_id: str, request_id: str) -> None:
+    """A progress bar until the backfill is done (Ctrl-C leaves it running in the workers)."""
+    with Progress(
+        TextColumn("backfill"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total} partitions"),
+        TextColumn("{task.fields[members]} members sent"),
+        TimeElapsedColumn(),
+    ) as bar:
+        task = bar.add_task("backfill", total=None, members=0)
+        while True:
+            progress = await job_commands.backfill_progress(settings, job_id)
+            if progress and progress.get("request_id") == request_id:
+                bar.update(
+                    task,
+                    total=progress["total_partitions"] or None,
+                    completed=len(progress["partitions_done"]),
+                    members=progress["members_sent"],
+                )
+                if progress["state"] == "done":
+                    return
+            await asyncio.sleep(0.5)

@@ -16,7 +16,7 @@ from typing import Any
 import click
 import orjson
 
-from app.cli import auth_commands
+from app.cli.files import load_documents
 from app.cli.jobs_cli import jobs
 from app.cli.running import UsageProblem, check_secret_key, run_async
 from app.domain.secrets import generate_key
@@ -26,6 +26,7 @@ from app.transport.kafka import BrokerUnavailable
 from app.transport.kafka_admin import ensure_topics
 from app.transport.kafka_security import KafkaSecurityError
 from app.transport.log_format import logging_config
+from app.usecases import authorizations as auth_commands
 
 
 @click.group()
@@ -100,18 +101,21 @@ def auth() -> None:
 async def auth_apply(file: Path) -> None:
     """Validate FILE and store it, secrets encrypted; all or nothing."""
     check_secret_key(warn=True)
-    for line in await auth_commands.apply(get_settings(), file):
-        click.echo(line)
+    for stored in await auth_commands.apply_documents(get_settings(), load_documents(file)):
+        click.echo(f"stored authorization {stored.id} ({stored.method}, {stored.label!r})")
 
 
 @auth.command("list")
+@click.option("--json", "as_json", is_flag=True, help="JSON lines (the default; kept for parity).")
 @run_async
-async def auth_list() -> None:
-    """Authorizations with their secrets redacted."""
+async def auth_list(as_json: bool) -> None:
+    """Authorizations with their secrets redacted, one JSON object a line."""
     check_secret_key(warn=True)
-    lines, problems = await auth_commands.list_authorizations(get_settings())
-    for line in lines:
-        click.echo(line)
+    shown, problems = await auth_commands.list_authorizations(get_settings())
+    if not shown and not as_json:
+        click.echo("no authorizations")
+    for item in shown:
+        click.echo(orjson.dumps(item.doc).decode())
     for line in problems:
         click.echo(line, err=True)
 

@@ -11,14 +11,15 @@ from typing import Any, TypeVar
 import click
 from aiokafka.errors import KafkaError, UnknownTopicOrPartitionError
 
-from app.cli import auth_commands, job_commands
 from app.cli.files import ConfigFileError
-from app.cli.keys import KeyProblem, secret_box
 from app.domain.errors import ConfigError
 from app.domain.secrets import SecretBox
 from app.settings import SettingsError, get_settings
 from app.transport.kafka import BrokerUnavailable
 from app.transport.kafka_security import KafkaSecurityError
+from app.usecases import authorizations as auth_commands
+from app.usecases.errors import CommandFailed
+from app.usecases.keys import KeyProblem, secret_box
 
 T = TypeVar("T")
 
@@ -39,7 +40,7 @@ def run_async(fn: Callable[..., Coroutine[Any, Any, T]]) -> Callable[..., T]:
             return asyncio.run(fn(*args, **kwargs))
         except (ConfigError, ConfigFileError, KeyProblem, SettingsError) as exc:
             raise UsageProblem(str(exc)) from None
-        except (BrokerUnavailable, KafkaSecurityError, job_commands.CommandFailed) as exc:
+        except (BrokerUnavailable, KafkaSecurityError, CommandFailed) as exc:
             raise click.ClickException(str(exc)) from None
         except UnknownTopicOrPartitionError:
             raise click.ClickException(

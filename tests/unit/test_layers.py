@@ -2,7 +2,8 @@
 
 Layers, inner to outer: `domain` and `settings` (pure), `topic_catalog` (names of Kafka
 things), `transport` and `devtools` (Kafka, HTTP, processes), `delivery` (one job's
-delivery), `agents` (the services a worker runs), `main` and `cli` (entry points).
+delivery), `agents` (the services a worker runs), `usecases` (the operations the CLI and the
+API share, issue 14), `main`, `api` and `cli` (entry points).
 """
 
 from __future__ import annotations
@@ -19,8 +20,10 @@ RANK = {
     "devtools": 2,
     "delivery": 3,
     "agents": 4,
-    "main": 5,
-    "cli": 6,
+    "usecases": 5,
+    "main": 6,
+    "api": 6,
+    "cli": 7,
 }
 
 

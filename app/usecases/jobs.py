@@ -1,4 +1,6 @@
-"""What `webhooks jobs ...` does: validate, store on `webhook-jobs`, read back."""
+"""Job use cases: validate and store on `webhook-jobs`, read back with their state, stop,
+resume, backfill, delete, rotate a signing secret. They return models; the CLI and the API
+format them."""
 
 from __future__ import annotations
 
@@ -6,14 +8,11 @@ import asyncio
 import time
 import uuid
 from collections.abc import Sequence
-from pathlib import Path
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import orjson
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from app.cli.files import load_documents
-from app.cli.keys import KeyProblem, secret_box
 from app.domain.backfill import backfill_request
 from app.domain.destinations import Network
 from app.domain.errors import ConfigError, FieldProblem
@@ -50,11 +49,8 @@ from app.transport.kafka_admin import (
     delete_topic,
     ensure_topics,
 )
-
-
-class CommandFailed(RuntimeError):
-    """The command could not do what was asked (exit status 1); the message says why."""
-
+from app.usecases.errors import CommandFailed as CommandFailed
+from app.usecases.keys import KeyProblem, secret_box
 
 DELETE_WAIT_S = 60.0
 """How long `jobs delete` waits for the live workers to drop the job."""
@@ -102,9 +98,35 @@ def validate_documents(
     return configs
 
 
-async def apply(settings: Settings, file: Path, applied: list[str] | None = None) -> list[str]:
-    """Store the jobs of `file`; their ids are appended to `applied` when given."""
-    configs = validate_documents(load_documents(file), settings.allowed_networks)
+@dataclass(frozen=True, slots=True)
+class AppliedJob:
+    """One job `apply_documents` stored; `signing_secret` is set only when it was generated
+    now (shown once)."""
+
+    id: str
+    type: str
+    label: str
+    created: bool
+    signing_secret: str | None = None
+    backfill_requested: bool = False
+
+    def lines(self) -> list[str]:
+        verb = "created" if self.created else "updated"
+        out = [f"{verb} job {self.id} ({self.type}, {self.label!r})"]
+        if self.signing_secret is not None:
+            out.append(
+                f"signing secret of job {self.id} (shown once; give it to the "
+                f"receiver to verify `webhook-signature`): {self.signing_secret}"
+            )
+        if self.backfill_requested:
+            out.append(f"backfill of existing users requested for job {self.id}")
+        return out
+
+
+async def apply_documents(settings: Settings, docs: list[object]) -> list[AppliedJob]:
+    """Validate `docs` (all or nothing: ConfigError naming every wrong field) and store
+    them."""
+    configs = validate_documents(docs, settings.allowed_networks)
     await ensure_declared_topics(settings)
     auth_ids = set(await load_compacted(settings, settings.authorizations_topic))
     missing = [
@@ -125,14 +147,10 @@ async def apply(settings: Settings, file: Path, applied: list[str] | None = None
     for config in configs:
         before = existing.get(config.id)
         keys: tuple[SealedSigningKey, ...] = ()
+        secret: str | None = None
         if config.signed:
             assert box is not None
             keys, secret = signing_keys_for(config.id, before, box)
-            if secret is not None:
-                out.append(
-                    f"signing secret of job {config.id} (shown once; give it to the "
-                    f"receiver to verify `webhook-signature`): {secret}"
-                )
         stored = StoredJob(
             config=config,
             desired_state=before.desired_state if before else "running",
@@ -142,13 +160,12 @@ async def apply(settings: Settings, file: Path, applied: list[str] | None = None
         await write_record(
             settings, settings.jobs_topic, config.id, orjson.dumps(stored.to_record())
         )
-        if applied is not None:
-            applied.append(config.id)
-        verb = "updated" if before else "created"
-        out.append(f"{verb} job {config.id} ({config.type}, {config.label!r})")
-        if before is None and config.existing_users:
+        backfill = before is None and config.existing_users
+        if backfill:
             await request_backfill(settings, config.id)
-            out.append(f"backfill of existing users requested for job {config.id}")
+        out.append(
+            AppliedJob(config.id, config.type, config.label, before is None, secret, backfill)
+        )
     return out
 
 
@@ -172,7 +189,7 @@ def signing_keys_for(
 
 async def rotate_signing_secret(
     settings: Settings, job_id: str, overlap_s: float = DEFAULT_OVERLAP_S
-) -> list[str]:
+) -> Rotation:
     """A new signing secret for a signed job, shown once; the current one keeps signing
     beside it for `overlap_s` seconds."""
     job = await get_job(settings, job_id)
@@ -196,14 +213,27 @@ async def rotate_signing_secret(
     )
     stored = job.model_copy(update={"signing_keys": sealed, "updated_at": utc_now_rfc3339()})
     await write_record(settings, settings.jobs_topic, job_id, orjson.dumps(stored.to_record()))
-    until = [k.expires_at for k in rotated if k.expires_at is not None]
-    out = [f"new signing secret of job {job_id} (shown once): {secret}"]
-    if until:
-        out.append(
-            f"the previous secret also signs until {rfc3339(max(until))} "
-            f"({len(until)} previous secret(s) still valid)"
-        )
-    return out
+    return Rotation(
+        job_id, secret, [str(rfc3339(k.expires_at)) for k in rotated if k.expires_at is not None]
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Rotation:
+    """A new signing secret (shown once) and until when the previous ones still sign."""
+
+    job_id: str
+    secret: str
+    previous_until: list[str]
+
+    def lines(self) -> list[str]:
+        out = [f"new signing secret of job {self.job_id} (shown once): {self.secret}"]
+        if self.previous_until:
+            out.append(
+                f"the previous secret also signs until {max(self.previous_until)} "
+                f"({len(self.previous_until)} previous secret(s) still valid)"
+            )
+        return out
 
 
 async def request_backfill(settings: Settings, job_id: str) -> str:
@@ -231,46 +261,58 @@ async def load_all_statuses(settings: Settings) -> dict[str, list[dict[str, Any]
     return out
 
 
-async def list_jobs(settings: Settings) -> list[str]:
-    """One line per job: its real state (from live workers) and the wanted one."""
+@dataclass(frozen=True, slots=True)
+class JobRow:
+    """One job in a list: its real state (from live workers), the wanted one, counters."""
+
+    id: str
+    type: str
+    label: str
+    state: str
+    wanted: str
+    since: str | None
+    counters: dict[str, int]
+    last_error: dict[str, Any] | None
+    backlog: int | None = None
+
+    def to_json_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+async def list_jobs(settings: Settings, with_backlog: bool = False) -> list[JobRow]:
+    """Every job with its state; `with_backlog` adds each queue's undelivered events (one
+    lag query per job)."""
     jobs = await load_jobs(settings)
-    if not jobs:
-        return ["no jobs"]
     statuses = await load_all_statuses(settings)
     now, stale = time.time(), stale_after(settings.status_heartbeat_s)
-    rows = []
-    for job_id, job in sorted(jobs.items()):
-        summary = summarize_status(job.desired_state, statuses.get(job_id, []), now, stale)
-        rows.append((job_id, job.config.type, summary["state"], job.desired_state, job))
-    width = max(8, *(len(r[2]) for r in rows))
-    lines = [f"{'ID':<34} {'TYPE':<18} {'STATE':<{width}} {'WANTED':<8} LABEL"]
-    for job_id, kind, state, wanted, job in rows:
-        lines.append(f"{job_id:<34} {kind:<18} {state:<{width}} {wanted:<8} {job.config.label}")
-    return lines
-
-
-async def follow_backfill(settings: Settings, job_id: str, request_id: str) -> None:
-    """A progress bar until the backfill is done (Ctrl-C leaves it running in the workers)."""
-    with Progress(
-        TextColumn("backfill"),
-        BarColumn(),
-        TextColumn("{task.completed}/{task.total} partitions"),
-        TextColumn("{task.fields[members]} members sent"),
-        TimeElapsedColumn(),
-    ) as bar:
-        task = bar.add_task("backfill", total=None, members=0)
-        while True:
-            progress = await backfill_progress(settings, job_id)
-            if progress and progress.get("request_id") == request_id:
-                bar.update(
-                    task,
-                    total=progress["total_partitions"] or None,
-                    completed=len(progress["partitions_done"]),
-                    members=progress["members_sent"],
+    backlogs: list[int | None] = [None] * len(jobs)
+    ordered = sorted(jobs.items())
+    if with_backlog and ordered:
+        backlogs = list(
+            await asyncio.gather(
+                *(
+                    consumer_lag(settings, job.config.queue_topic, delivery_group(settings, job_id))
+                    for job_id, job in ordered
                 )
-                if progress["state"] == "done":
-                    return
-            await asyncio.sleep(0.5)
+            )
+        )
+    rows = []
+    for (job_id, job), backlog in zip(ordered, backlogs, strict=True):
+        summary = summarize_status(job.desired_state, statuses.get(job_id, []), now, stale)
+        rows.append(
+            JobRow(
+                id=job_id,
+                type=job.config.type,
+                label=job.config.label,
+                state=summary["state"],
+                wanted=job.desired_state,
+                since=summary.get("since"),
+                counters=summary["counters"],
+                last_error=summary.get("last_error"),
+                backlog=backlog,
+            )
+        )
+    return rows
 
 
 async def get_job(settings: Settings, job_id: str) -> StoredJob:
@@ -287,7 +329,9 @@ async def load_statuses(settings: Settings, job_id: str) -> list[dict[str, Any]]
     return (await load_all_statuses(settings)).get(job_id, [])
 
 
-async def show(settings: Settings, job_id: str) -> str:
+async def job_report(settings: Settings, job_id: str) -> dict[str, Any]:
+    """The job's state across workers, counters, backlog, backfill progress and config
+    (no secrets: a signed job says how many signing secrets it has)."""
     job = await get_job(settings, job_id)
     statuses = await load_statuses(settings, job_id)
     backlog = await consumer_lag(settings, job.config.queue_topic, delivery_group(settings, job_id))
@@ -302,7 +346,7 @@ async def show(settings: Settings, job_id: str) -> str:
     }
     if job.config.signed:
         doc["signing"] = signing_summary(job, now)
-    return orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode()
+    return doc
 
 
 def signing_summary(job: StoredJob, now: float) -> dict[str, Any]:

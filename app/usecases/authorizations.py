@@ -1,22 +1,13 @@
-"""What `webhooks auth ...` and `webhooks secret-key ...` do: validate, encrypt secrets, store,
-list and show redacted, re-encrypt everything with the current key (rotation)."""
+"""Authorization use cases: validate, encrypt secrets, store, list and show redacted,
+delete (refused while a job uses it), re-encrypt everything with the current key."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import orjson
 
-from app.cli.files import load_documents
-from app.cli.job_commands import (
-    CommandFailed,
-    ensure_declared_topics,
-    load_compacted,
-    load_jobs,
-)
-from app.cli.keys import KeyProblem, secret_box
 from app.domain.authorizations import (
     SECRET_FIELDS,
     Authorization,
@@ -33,6 +24,13 @@ from app.domain.secrets import (
 )
 from app.settings import Settings
 from app.transport.kafka import producer, write_record
+from app.usecases.jobs import (
+    CommandFailed,
+    ensure_declared_topics,
+    load_compacted,
+    load_jobs,
+)
+from app.usecases.keys import KeyProblem, secret_box
 
 
 def key_warnings(box: SecretBox | None) -> list[str]:
@@ -60,8 +58,8 @@ def describe_keys(box: SecretBox) -> list[str]:
     return lines
 
 
-async def apply(settings: Settings, file: Path) -> list[str]:
-    docs = load_documents(file)
+async def apply_documents(settings: Settings, docs: list[object]) -> list[Authorization]:
+    """Validate `docs` (all or nothing) and store them, secrets encrypted; the stored ones."""
     problems: list[FieldProblem] = []
     auths: list[Authorization] = []
     for i, doc in enumerate(docs):
@@ -79,15 +77,13 @@ async def apply(settings: Settings, file: Path) -> list[str]:
             "authorization",
             [FieldProblem(KEY_VAR, "not set: refusing to store secrets unencrypted")],
         )
-    out = []
     async with producer(settings) as prod:
         for auth in auths:
             stored = auth.stored(box) if box is not None else auth.model_dump(mode="json")
             await prod.send_and_wait(
                 settings.authorizations_topic, key=auth.id.encode(), value=orjson.dumps(stored)
             )
-            out.append(f"stored authorization {auth.id} ({auth.method}, {auth.label!r})")
-    return out
+    return auths
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,14 +122,13 @@ async def _stored(settings: Settings) -> dict[str, bytes]:
     return await load_compacted(settings, settings.authorizations_topic)
 
 
-async def list_authorizations(settings: Settings) -> tuple[list[str], list[str]]:
-    """(one JSON line per authorization, problems to report on stderr)."""
+async def list_authorizations(settings: Settings) -> tuple[list[Shown], list[str]]:
+    """(every authorization redacted, problems to report: those the keys cannot read)."""
     records = await _stored(settings)
     if not records:
-        return ["no authorizations"], []
+        return [], []
     box = secret_box(settings, required=any(_needs_key(_loads(r)) for r in records.values()))
     shown = [show_stored(auth_id, raw, box) for auth_id, raw in sorted(records.items())]
-    lines = [orjson.dumps(s.doc).decode() for s in shown]
     unreadable = [s.auth_id for s in shown if s.problem]
     problems = []
     if unreadable:
@@ -141,7 +136,7 @@ async def list_authorizations(settings: Settings) -> tuple[list[str], list[str]]
             f"{len(unreadable)} authorization(s) not readable with the configured keys: "
             f"{', '.join(unreadable)} (set the key that stored them in {PREVIOUS_VAR})"
         )
-    return lines, problems
+    return shown, problems
 
 
 async def show(settings: Settings, auth_id: str) -> Shown:
