@@ -17,6 +17,7 @@ import click
 import orjson
 
 from app.cli.files import load_documents
+from app.cli.deadletters_cli import deadletters_group
 from app.cli.jobs_cli import jobs
 from app.cli.running import UsageProblem, check_secret_key, run_async
 from app.domain.secrets import generate_key
@@ -88,6 +89,7 @@ async def topics_create() -> None:
 
 
 cli.add_command(jobs)
+cli.add_command(deadletters_group)
 
 
 @cli.group()

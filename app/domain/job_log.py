@@ -24,7 +24,7 @@ import orjson
 
 from app.domain.timefmt import rfc3339
 
-KINDS = ("state", "omitted", "error", "backfill", "delivery")
+KINDS = ("state", "omitted", "error", "backfill", "delivery", "replay")
 MAX_MESSAGE_CHARS = 2000
 MAX_EVENT_IDS = 100
 

@@ -57,12 +57,13 @@ class JobLog:
             await asyncio.wait(list(self._pending), timeout=5.0)
 
 
-async def read_job_log(
-    settings: Settings, job_id: str, since: float | None = None, follow: bool = False
-) -> AsyncIterator[JobLogEntry]:
-    """The job's entries in the order written (per worker; entries of all workers of a job
-    share one partition, so in the order the broker got them), from `since` (unix seconds)
-    or the oldest kept; with `follow`, then every new one until cancelled."""
+async def read_keyed(
+    settings: Settings, topic: str, key: bytes, since: float | None = None, follow: bool = False
+) -> AsyncIterator[Any]:
+    """The records with `key` on `topic` (aiokafka `ConsumerRecord`s), in offset order, from
+    the first written at or after `since` (unix seconds) or the oldest kept; with `follow`,
+    then every new one until cancelled. Records keyed by one id (a job's log entries, its
+    dead letters) all sit on the partition that key maps to: only that one is read."""
     consumer = AIOKafkaConsumer(
         **connection_options(settings),
         enable_auto_commit=False,
@@ -71,11 +72,9 @@ async def read_job_log(
     )
     await consumer.start()
     try:
-        everywhere = await topic_partitions(consumer, settings.job_log_topic)
+        everywhere = await topic_partitions(consumer, topic)
         if not everywhere:
             return
-        key = job_id.encode()
-        # Entries are keyed by job id: all of a job's are on the partition its key maps to.
         tps = [everywhere[key_partition(key, len(everywhere))]]
         consumer.assign(tps)
         ends = await consumer.end_offsets(tps)
@@ -92,13 +91,23 @@ async def read_job_log(
             batches = await consumer.getmany(timeout_ms=500, max_records=5000)
             for records in batches.values():
                 for record in records:
-                    if record.key != key:
-                        continue
-                    item = parse_entry(record.value)
-                    if item is not None and (since is None or item.time >= since):
-                        yield item
+                    if record.key == key:
+                        yield record
             for tp in list(remaining):
                 if await consumer.position(tp) >= ends[tp]:
                     remaining.discard(tp)
     finally:
         await consumer.stop()
+
+
+async def read_job_log(
+    settings: Settings, job_id: str, since: float | None = None, follow: bool = False
+) -> AsyncIterator[JobLogEntry]:
+    """The job's entries in the order written (per worker; entries of all workers of a job
+    share one partition, so in the order the broker got them), from `since` (unix seconds)
+    or the oldest kept; with `follow`, then every new one until cancelled."""
+    records = read_keyed(settings, settings.job_log_topic, job_id.encode(), since, follow)
+    async for record in records:
+        item = parse_entry(record.value)
+        if item is not None and (since is None or item.time >= since):
+            yield item

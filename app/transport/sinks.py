@@ -49,7 +49,8 @@ def deadletter_records(
 ) -> list[tuple[bytes | None, bytes]]:
     """One dead letter per event (key: job id); for a queue record that could not be read,
     one holding its raw text."""
-    docs: list[Any] = [e.template_user() | {"event_id": e.event_id} for e in events]
+    # The whole queued event (its id and time too), so `deadletters replay` can queue it again.
+    docs: list[Any] = [e.template_user() | {"event_id": e.event_id, "time": e.time} for e in events]
     if raw is not None:
         docs = [raw.decode("utf-8", errors="replace")]
     key = job_id.encode()
