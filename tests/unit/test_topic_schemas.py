@@ -129,6 +129,7 @@ def test_job_log_entries_match_the_job_log_schema(kind: str) -> None:
         "error": {"reason": "reset", "status": None, "attempt": 3, "retry_in_s": 1.5},
         "backfill": {"request_id": "r1", "members": 10},
         "delivery": {"version": "abc"},
+        "replay": {"dead_letters": ["0-1"], "event_ids": ["e1"]},
     }[kind]
     valid("webhook-job-logs", entry("j1", "w1", kind, "message", 1.0, **details).to_bytes())
 
