@@ -16,8 +16,8 @@ from typing import Any
 import click
 import orjson
 
-from app.cli.files import load_documents
 from app.cli.deadletters_cli import deadletters_group
+from app.cli.files import load_documents
 from app.cli.jobs_cli import jobs
 from app.cli.running import UsageProblem, check_secret_key, run_async
 from app.domain.secrets import generate_key
