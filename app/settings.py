@@ -148,7 +148,12 @@ class Settings(BaseSettings):
     allowed_private_nets: str = ""
     """Comma-separated CIDRs that webhooks may reach although private or loopback."""
     api_token: SecretStr | None = None
-    """Bearer token required by the REST API when set."""
+    """Bearer token the HTTP API (`webhooks api`) requires; without one the API serves only
+    on a loopback address."""
+    api_host: str = "127.0.0.1"
+    """Address `webhooks api` listens on."""
+    api_port: int = Field(default=8080, ge=0, le=65535)
+    """Port of `webhooks api` (JSON API under /v1 and the dashboard at /)."""
     data_dir: Path = Path(".cache/worker-data")
     """Faust's local data directory."""
     http_port: int = Field(default=0, ge=0, le=65535)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -16,12 +17,13 @@ from typing import Any
 import click
 import orjson
 
+from app.api.server import ApiRefused, check_can_serve, serve
 from app.cli.deadletters_cli import deadletters_group
 from app.cli.files import load_documents
 from app.cli.jobs_cli import jobs
 from app.cli.running import UsageProblem, check_secret_key, run_async
 from app.domain.secrets import generate_key
-from app.settings import SettingsError, get_settings
+from app.settings import Settings, SettingsError, get_settings
 from app.topic_catalog import load_catalog
 from app.transport.kafka import BrokerUnavailable
 from app.transport.kafka_admin import ensure_topics
@@ -69,6 +71,50 @@ def worker(loglevel: str) -> None:
     if settings.log_format == "json":
         options["logging_config"] = logging_config(loglevel)
     Worker(app, loglevel=loglevel, quiet=True, **options).execute_from_commandline()
+
+
+@cli.command("api")
+@click.option("--host", help="Address to listen on (default WEBHOOKS_API_HOST, 127.0.0.1).")
+@click.option(
+    "--port", type=click.IntRange(0, 65535), help="Port (default WEBHOOKS_API_PORT, 8080)."
+)
+def api(host: str | None, port: int | None) -> None:
+    """Serve the HTTP API under /v1 and the jobs dashboard at / (a process of its own: run
+    it next to the workers, scale and expose it separately). Needs WEBHOOKS_API_TOKEN unless
+    it listens on a loopback address."""
+    settings = get_settings()
+    updates: dict[str, Any] = {}
+    if host is not None:
+        updates["api_host"] = host
+    if port is not None:
+        updates["api_port"] = port
+    settings = settings.model_copy(update=updates)
+    check_secret_key(warn=True)
+    try:
+        check_can_serve(settings)
+    except ApiRefused as exc:
+        raise UsageProblem(str(exc)) from None
+    logging.basicConfig(level=logging.INFO, format="[%(asctime)s] [%(levelname)s] %(message)s")
+    asyncio.run(_serve_api(settings))
+
+
+async def _serve_api(settings: Settings) -> None:
+    runner = await serve(settings)
+    stopped = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stopped.set)
+    auth = "bearer token required" if settings.api_token else "no token (loopback only)"
+    logging.getLogger("app.api").info(
+        "API listening on http://%s:%d (dashboard at /, OpenAPI at /v1/openapi.json; %s)",
+        settings.api_host,
+        settings.api_port,
+        auth,
+    )
+    try:
+        await stopped.wait()
+    finally:
+        await runner.cleanup()
 
 
 @cli.group()

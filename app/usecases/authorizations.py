@@ -24,6 +24,7 @@ from app.domain.secrets import (
 )
 from app.settings import Settings
 from app.transport.kafka import producer, write_record
+from app.usecases.errors import NotFound
 from app.usecases.jobs import (
     CommandFailed,
     ensure_declared_topics,
@@ -143,9 +144,8 @@ async def show(settings: Settings, auth_id: str) -> Shown:
     records = await _stored(settings)
     raw = records.get(auth_id)
     if raw is None:
-        raise ConfigError(
-            "authorization id",
-            [FieldProblem("id", f"no authorization {auth_id!r} (see `webhooks auth list`)")],
+        raise NotFound(
+            "authorization id", "id", f"no authorization {auth_id!r} (see `webhooks auth list`)"
         )
     return show_stored(auth_id, raw, secret_box(settings, required=_needs_key(_loads(raw))))
 
@@ -252,9 +252,8 @@ def reseal_signing_keys(job: StoredJob, box: SecretBox) -> StoredJob | None:
 async def delete(settings: Settings, auth_id: str) -> str:
     """Tombstone an authorization; CommandFailed (exit 1) naming the jobs that use it."""
     if auth_id not in await _stored(settings):
-        raise ConfigError(
-            "authorization id",
-            [FieldProblem("id", f"no authorization {auth_id!r} (see `webhooks auth list`)")],
+        raise NotFound(
+            "authorization id", "id", f"no authorization {auth_id!r} (see `webhooks auth list`)"
         )
     users = sorted(
         j for j, job in (await load_jobs(settings)).items() if job.config.authorization == auth_id

@@ -50,6 +50,7 @@ from app.transport.kafka_admin import (
     ensure_topics,
 )
 from app.usecases.errors import CommandFailed as CommandFailed
+from app.usecases.errors import NotFound
 from app.usecases.keys import KeyProblem, secret_box
 
 DELETE_WAIT_S = 60.0
@@ -318,9 +319,7 @@ async def list_jobs(settings: Settings, with_backlog: bool = False) -> list[JobR
 async def get_job(settings: Settings, job_id: str) -> StoredJob:
     job = (await load_jobs(settings)).get(job_id)
     if job is None:
-        raise ConfigError(
-            "job id", [FieldProblem("id", f"no job {job_id!r} (see `webhooks jobs list`)")]
-        )
+        raise NotFound("job id", "id", f"no job {job_id!r} (see `webhooks jobs list`)")
     return job
 
 
