@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export WEBHOOKS_KAFKA_BOOTSTRAP ?= 127.0.0.1:9092
 
-.PHONY: help install compose-schema broker broker-stop lint typecheck test test-unit test-integration test-e2e demo bench clean
+.PHONY: help install browser compose-schema broker broker-stop lint typecheck test test-unit test-integration test-e2e demo bench clean
 
 help:
 	@echo "make demo   - broker + worker + HTTPS receiver + example jobs and events (Ctrl-C stops)"
@@ -29,6 +29,10 @@ $(COMPOSE_WHEEL): | $(STAMP)
 
 compose-schema: $(COMPOSE_WHEEL)
 
+# Debian's chromium + chromium-driver for the dashboard test (tests/e2e/test_dashboard.py).
+browser:
+	scripts/install-browser.sh
+
 broker: install
 	scripts/kafka.sh start
 
@@ -42,7 +46,7 @@ lint: install
 typecheck: install
 	$(BIN)/mypy app tests bench scripts
 
-test: install compose-schema broker lint typecheck
+test: install compose-schema browser broker lint typecheck
 	$(BIN)/pytest -ra tests
 
 test-unit: install compose-schema
@@ -51,7 +55,7 @@ test-unit: install compose-schema
 test-integration: install broker
 	$(BIN)/pytest -ra tests/integration
 
-test-e2e: install broker
+test-e2e: install browser broker
 	$(BIN)/pytest -ra tests/e2e
 
 demo: install

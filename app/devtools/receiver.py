@@ -44,6 +44,9 @@ class Behaviour:
     )
     # When set, the answer's body is computed from the request (e.g. an enrichment echo).
     reply: Callable[[Received], bytes] | None = None
+    # When set, the whole answer (status, delay, headers, body) is computed from the request
+    # instead of from its number (e.g. refuse one user's events).
+    respond_to: Callable[[Received], tuple[int, float, dict[str, str], bytes]] | None = None
 
 
 class WebhookReceiver:
@@ -100,6 +103,9 @@ class WebhookReceiver:
             at=time.time(),
             status=status,
         )
+        if behaviour.respond_to is not None:
+            status, delay, headers, answer = behaviour.respond_to(received)
+            received.status = status
         if behaviour.reply is not None:
             answer = behaviour.reply(received)
         check = self.authorize.get(path)
