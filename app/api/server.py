@@ -27,10 +27,9 @@ from app.api.openapi import openapi_document
 from app.domain.errors import ConfigError, FieldProblem
 from app.domain.job_log import parse_since
 from app.settings import Settings
-from app.transport.job_log import read_job_log
 from app.transport.kafka import BrokerUnavailable
 from app.transport.kafka_security import KafkaSecurityError
-from app.usecases import authorizations, deadletters, jobs
+from app.usecases import authorizations, deadletters, jobs, logs
 from app.usecases.errors import CommandFailed, NotFound
 from app.usecases.keys import KeyProblem
 
@@ -38,7 +37,6 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 MAX_BODY_BYTES = 1024 * 1024
-MAX_LOG_ENTRIES = 1000
 SETTINGS: web.AppKey[Settings] = web.AppKey("settings", Settings)
 
 
@@ -218,16 +216,13 @@ async def rotate_signing_secret(request: web.Request) -> web.Response:
 
 
 async def job_logs(request: web.Request) -> web.Response:
-    settings, job_id = settings_of(request), request.match_info["id"]
-    await jobs.get_job(settings, job_id)
-    since = when(request, "since")
-    limit = int_query(request, "limit", 200, 1, MAX_LOG_ENTRIES)
-    entries: list[dict[str, Any]] = []
-    async for item in read_job_log(settings, job_id, since):
-        entries.append(item.to_json_dict())
-        if len(entries) > limit:
-            del entries[0]
-    return json_response({"entries": entries})
+    found = await logs.recent_entries(
+        settings_of(request),
+        request.match_info["id"],
+        when(request, "since"),
+        int_query(request, "limit", 200, 1, logs.MAX_ENTRIES),
+    )
+    return json_response({"entries": [item.to_json_dict() for item in found]})
 
 
 # -- dead letters --------------------------------------------------------------------------

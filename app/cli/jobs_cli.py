@@ -15,8 +15,8 @@ from app.cli.files import load_documents
 from app.cli.running import run_async
 from app.domain.job_log import parse_since
 from app.settings import Settings, get_settings
-from app.transport.job_log import read_job_log
 from app.usecases import jobs as job_commands
+from app.usecases import logs
 
 
 @click.group()
@@ -123,7 +123,7 @@ async def jobs_logs(job_id: str, follow: bool, since: str | None, as_json: bool)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--since") from None
     count = 0
-    async for item in read_job_log(get_settings(), job_id, start, follow):
+    async for item in logs.entries(get_settings(), job_id, start, follow):
         click.echo(orjson.dumps(item.to_json_dict()).decode() if as_json else item.line())
         count += 1
     if count == 0:
