@@ -125,6 +125,17 @@ async def body_json(request: web.Request) -> Any:
         raise ConfigError("request body", [FieldProblem("body", f"not JSON: {exc}")]) from None
 
 
+async def document_with_path_id(request: web.Request, kind: str) -> dict[str, Any]:
+    """The body of a PUT: a JSON object whose id, if it has one, is the path's."""
+    doc = await body_json(request)
+    path_id = request.match_info["id"]
+    if not isinstance(doc, dict):
+        raise ConfigError(kind, [FieldProblem("body", "a JSON object")])
+    if "id" in doc and doc["id"] != path_id:
+        raise ConfigError(kind, [FieldProblem("id", "differs from the id in the path")])
+    return {**doc, "id": path_id}
+
+
 def when(request: web.Request, name: str) -> float | None:
     value = request.query.get(name)
     if not value:
@@ -161,13 +172,8 @@ async def get_job(request: web.Request) -> web.Response:
 
 
 async def put_job(request: web.Request) -> web.Response:
-    job_id = request.match_info["id"]
-    doc = await body_json(request)
-    if not isinstance(doc, dict):
-        raise ConfigError("job config", [FieldProblem("body", "a JSON object")])
-    if "id" in doc and doc["id"] != job_id:
-        raise ConfigError("job config", [FieldProblem("id", "differs from the id in the path")])
-    applied = (await jobs.apply_documents(settings_of(request), [{**doc, "id": job_id}]))[0]
+    doc = await document_with_path_id(request, "job config")
+    applied = (await jobs.apply_documents(settings_of(request), [doc]))[0]
     answer: dict[str, Any] = {
         "id": applied.id,
         "created": applied.created,
@@ -265,15 +271,10 @@ async def get_authorization(request: web.Request) -> web.Response:
 
 
 async def put_authorization(request: web.Request) -> web.Response:
-    auth_id = request.match_info["id"]
-    doc = await body_json(request)
-    if not isinstance(doc, dict):
-        raise ConfigError("authorization", [FieldProblem("body", "a JSON object")])
-    if "id" in doc and doc["id"] != auth_id:
-        raise ConfigError("authorization", [FieldProblem("id", "differs from the id in the path")])
+    doc = await document_with_path_id(request, "authorization")
     settings = settings_of(request)
-    existed = auth_id in await jobs.load_compacted(settings, settings.authorizations_topic)
-    stored = (await authorizations.apply_documents(settings, [{**doc, "id": auth_id}]))[0]
+    existed = doc["id"] in await jobs.load_compacted(settings, settings.authorizations_topic)
+    stored = (await authorizations.apply_documents(settings, [doc]))[0]
     return json_response(
         {"id": stored.id, "method": stored.method, "created": not existed},
         200 if existed else 201,

@@ -5,12 +5,12 @@ webhook-id of its first delivery."""
 from __future__ import annotations
 
 import asyncio
-import random
 from collections import defaultdict
 from pathlib import Path
 
-from app.devtools.receiver import Behaviour, Received, WebhookReceiver
+from app.devtools.receiver import Received, WebhookReceiver
 from app.settings import Settings
+from tests.support.behaviours import flaky
 from tests.support.jobs import apply_jobs, triggers_job, wait_for_delivered, wait_for_requests
 from tests.support.kafka_io import produce
 from tests.support.processes import WorkerProcess
@@ -19,18 +19,6 @@ from tests.support.records import toggle
 EVENTS = 20_000
 USERS = 500
 MAX_DUPLICATES = 0.4  # of EVENTS
-
-
-def flaky(seed: int) -> Behaviour:
-    rng = random.Random(seed)
-
-    def respond(_n: int) -> tuple[int, float, dict[str, str], bytes]:
-        roll = rng.random()
-        if roll < 0.10:
-            return 500, 0.0, {}, b'{"error":"flaky"}'
-        return 200, (0.2 if roll > 0.97 else 0.0), {}, b"{}"
-
-    return Behaviour(respond=respond)
 
 
 def input_records() -> list[tuple[bytes, bytes]]:

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import random
 from collections import defaultdict
 from pathlib import Path
 
-from app.devtools.receiver import Behaviour, Received, WebhookReceiver
+from app.devtools.receiver import Received, WebhookReceiver
 from app.settings import Settings
+from tests.support.behaviours import flaky
 from tests.support.jobs import apply_jobs, triggers_job, wait_for_delivered, wait_for_requests
 from tests.support.kafka_io import produce
 from tests.support.polling import eventually
@@ -24,18 +24,6 @@ USERS = 400
 CHUNK = 100  # events produced every PACE_S until the last change, and AFTER_LAST chunks more
 PACE_S = 0.25
 AFTER_LAST = 20
-
-
-def flaky(seed: int) -> Behaviour:
-    rng = random.Random(seed)
-
-    def respond(_n: int) -> tuple[int, float, dict[str, str], bytes]:
-        roll = rng.random()
-        if roll < 0.05:
-            return 500, 0.0, {}, b'{"error":"flaky"}'
-        return 200, (0.05 if roll > 0.95 else 0.0), {}, b"{}"
-
-    return Behaviour(respond=respond)
 
 
 def event(n: int) -> tuple[bytes, bytes]:
@@ -95,7 +83,7 @@ async def test_workers_join_leave_and_crash_under_load_lose_nothing(
     def received() -> int:
         return len(receiver.for_path("/rb"))
 
-    receiver.behaviours["/rb"] = flaky(11)
+    receiver.behaviours["/rb"] = flaky(11, fail=0.05, slow=0.05, delay_s=0.05)
     first, second, third = worker("first"), worker("second"), worker("third")
     try:
         await start(first)
