@@ -1,4 +1,5 @@
-# Worker image: `docker build -t audience-webhooks .` (used by docker-compose.yml and k8s/).
+# Image of the worker and the API (`webhooks worker`, `webhooks api`): `docker build -t audience-webhooks .`
+# (used by docker-compose.yml and k8s/).
 # Dependencies first, from a lock file with a hash for every transitive package
 # (`uv pip compile pyproject.toml --generate-hashes -o requirements.lock`), so a code change
 # rebuilds only the last layers. Test and demo code stays out (.dockerignore: tests, bench,
