@@ -6,7 +6,7 @@ the address, so commands can say what is wrong without a traceback.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 
 from aiokafka import AIOKafkaConsumer
@@ -114,23 +114,43 @@ async def _wait_until_served(
 
 async def consumer_lag(settings: Settings, topic: str, group: str) -> int | None:
     """Records of `topic` that `group` has not committed past (None when unknown)."""
+    return (await consumer_lags(settings, [(topic, group)]))[0]
+
+
+async def consumer_lags(settings: Settings, pairs: Sequence[tuple[str, str]]) -> list[int | None]:
+    """`consumer_lag` of each (topic, group), with one admin client and one consumer for
+    all of them (the API lists every job's backlog every few seconds)."""
+    if not pairs:
+        return []
     try:
         async with admin_client(settings) as admin:
-            committed = await admin.list_consumer_group_offsets(group)
+            committed = await asyncio.gather(
+                *(admin.list_consumer_group_offsets(group) for _topic, group in pairs),
+                return_exceptions=True,
+            )
         consumer = AIOKafkaConsumer(**connection_options(settings))
         await consumer.start()
         try:
-            tps = await topic_partitions(consumer, topic)
-            ends = await consumer.end_offsets(tps) if tps else {}
+            by_topic = {}
+            for topic in {t for t, _g in pairs}:
+                by_topic[topic] = await topic_partitions(consumer, topic)
+            every = [tp for tps in by_topic.values() for tp in tps]
+            ends = await consumer.end_offsets(every) if every else {}
         finally:
             await consumer.stop()
     except (KafkaError, OSError):
-        return None
-    lag = 0
-    for tp, end in ends.items():
-        meta = committed.get(tp)
-        lag += end - (meta.offset if meta is not None and meta.offset >= 0 else 0)
-    return lag
+        return [None] * len(pairs)
+    out: list[int | None] = []
+    for (topic, _group), offsets in zip(pairs, committed, strict=True):
+        if isinstance(offsets, BaseException):
+            out.append(None)
+            continue
+        lag = 0
+        for tp in by_topic[topic]:
+            meta = offsets.get(tp)
+            lag += ends[tp] - (meta.offset if meta is not None and meta.offset >= 0 else 0)
+        out.append(lag)
+    return out
 
 
 GROUP_ID_NOT_FOUND = 69

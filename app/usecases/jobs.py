@@ -45,6 +45,7 @@ from app.topic_catalog import (
 from app.transport.kafka import read_compacted, write_record
 from app.transport.kafka_admin import (
     consumer_lag,
+    consumer_lags,
     delete_consumer_group,
     delete_topic,
     ensure_topics,
@@ -281,21 +282,16 @@ class JobRow:
 
 
 async def list_jobs(settings: Settings, with_backlog: bool = False) -> list[JobRow]:
-    """Every job with its state; `with_backlog` adds each queue's undelivered events (one
-    lag query per job)."""
+    """Every job with its state; `with_backlog` adds each queue's undelivered events."""
     jobs = await load_jobs(settings)
     statuses = await load_all_statuses(settings)
     now, stale = time.time(), stale_after(settings.status_heartbeat_s)
     backlogs: list[int | None] = [None] * len(jobs)
     ordered = sorted(jobs.items())
     if with_backlog and ordered:
-        backlogs = list(
-            await asyncio.gather(
-                *(
-                    consumer_lag(settings, job.config.queue_topic, delivery_group(settings, job_id))
-                    for job_id, job in ordered
-                )
-            )
+        backlogs = await consumer_lags(
+            settings,
+            [(job.config.queue_topic, delivery_group(settings, job_id)) for job_id, job in ordered],
         )
     rows = []
     for (job_id, job), backlog in zip(ordered, backlogs, strict=True):
