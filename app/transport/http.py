@@ -116,6 +116,10 @@ class WebhookClient:
             headers={"User-Agent": USER_AGENT},
             auto_decompress=True,
             trust_env=False,  # no proxy from the environment: we connect where we checked
+            # Cookies a receiver sets are never sent back: each request stands alone, and one
+            # job's endpoint must not hand state to the next request (the jar was also
+            # filtered on every request and updated on every answer).
+            cookie_jar=aiohttp.DummyCookieJar(),
         )
 
     async def close(self) -> None:

@@ -473,3 +473,18 @@ async def test_auth_apply_refuses_ip_literal_token_urls(
     assert "[0]." not in allowed.err and "[1]." not in allowed.err
     ok = write_yaml_all(tmp_path / "ok", docs[:2])
     assert (await run_cli_async(test_env, "auth", "apply", str(ok))).code == 0
+
+
+async def test_cookies_an_endpoint_sets_are_never_sent_back(
+    test_settings: Settings, tls: LocalTLS, first: WebhookReceiver
+) -> None:
+    first.behaviours["/cookie"] = Behaviour(
+        respond=lambda n: (200, 0.0, {"Set-Cookie": "session=from-endpoint; Path=/"}, b"{}")
+    )
+    async with webhook_client(test_settings, tls, "127.0.0.0/8") as client:
+        # by name: a cookie jar keeps no cookies of IP hosts anyway
+        url = first.url("/cookie").replace("127.0.0.1", "localhost")
+        for _ in range(2):
+            response = await client.send("POST", url, BODY, {"webhook-id": "m"})
+            assert response.status == 200
+    assert [r.headers.get("cookie") for r in first.for_path("/cookie")] == [None, None]
