@@ -20,6 +20,7 @@ from app.domain.job_state import JobStatus
 from app.domain.jobs import StoredJob
 from app.domain.secrets import box_from_settings
 from app.domain.status_record import (
+    WORKER_RECORD,
     decode_status,
     encode_status_record,
     split_status_key,
@@ -131,7 +132,7 @@ class DeliveryService:
         view = await read_compacted(self.settings, self.settings.status_topic)
         for key, value in view.items():
             parts = split_status_key(key.decode(errors="replace"))
-            if parts is None or parts[1] != self.settings.worker_id:
+            if parts is None or parts[1] != self.settings.worker_id or parts[0] == WORKER_RECORD:
                 continue
             status = decode_status(value)
             if status is None:
@@ -157,7 +158,10 @@ class DeliveryService:
                 self._dirty.add(job_id)
         await self._log_transitions()
         self._update_gauges()
-        if final or time.monotonic() - self._last_heartbeat >= self.settings.status_heartbeat_s:
+        heartbeat = (
+            final or time.monotonic() - self._last_heartbeat >= self.settings.status_heartbeat_s
+        )
+        if heartbeat:
             self._dirty |= set(self.statuses)
             self._last_heartbeat = time.monotonic()
         dirty, self._dirty = self._dirty, set()
@@ -176,6 +180,13 @@ class DeliveryService:
                         final,
                     )
                 key = status_key(job_id, self.settings.worker_id)
+                acks.append(await self.producer.send(self.settings.status_topic, value, key=key))
+            if heartbeat:  # this worker is live even while it runs no job
+                me = self.settings.worker_id
+                value = encode_status_record(
+                    WORKER_RECORD, me, JobStatus(), None, time.time(), final
+                )
+                key = status_key(WORKER_RECORD, me)
                 acks.append(await self.producer.send(self.settings.status_topic, value, key=key))
             # All sent, then all awaited: one round trip for hundreds of jobs, not one each.
             await asyncio.gather(*acks)

@@ -14,6 +14,11 @@ import orjson
 
 from app.domain.job_state import JobStatus
 
+# The key a worker's own liveness record uses in place of a job id (job ids cannot start
+# with "_"): a worker that runs no job yet is still known as live, so `jobs apply --wait`
+# waits for it too.
+WORKER_RECORD = "_worker"
+
 
 def status_key(job_id: str, worker_id: str) -> bytes:
     return f"{job_id}/{worker_id}".encode()
