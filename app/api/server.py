@@ -205,9 +205,7 @@ async def resume_job(request: web.Request) -> web.Response:
 
 
 async def backfill_job(request: web.Request) -> web.Response:
-    settings, job_id = settings_of(request), request.match_info["id"]
-    await jobs.get_job(settings, job_id)
-    request_id = await jobs.request_backfill(settings, job_id)
+    request_id = await jobs.backfill(settings_of(request), request.match_info["id"])
     return json_response({"request_id": request_id}, 202)
 
 

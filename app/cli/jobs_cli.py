@@ -86,8 +86,7 @@ async def jobs_show(job_id: str) -> None:
 async def jobs_backfill(job_id: str, no_wait: bool) -> None:
     """Send the job's current audience members as `enter` events (live events keep flowing)."""
     settings = get_settings()
-    await job_commands.get_job(settings, job_id)
-    request_id = await job_commands.request_backfill(settings, job_id)
+    request_id = await job_commands.backfill(settings, job_id)
     click.echo(f"backfill {request_id} requested for job {job_id}")
     if not no_wait:
         await follow_backfill(settings, job_id, request_id)

@@ -9,7 +9,8 @@ unsigned request.
 
 from __future__ import annotations
 
-from app.domain.jobs import SealedSigningKey, signing_context
+from app.domain.job_signing import open_keys
+from app.domain.jobs import SealedSigningKey
 from app.domain.secrets import SecretBox, SecretKeyError
 from app.domain.signing import SigningKey, SigningSecretError, secret_bytes, signature_header
 from app.transport.auth_resolver import AuthUnavailable
@@ -33,11 +34,8 @@ class JobSigner:
         if box is None:
             self.problem = "WEBHOOKS_SECRET_KEY is not set: the job's signing secret cannot be read"
             return
-        context = signing_context(self.job_id)
         try:
-            for item in sealed:
-                key = SigningKey(box.decrypt(item.sealed, context), item.expires_at)
-                self._keys.append((secret_bytes(key.secret), key))
+            self._keys = [(secret_bytes(k.secret), k) for k in open_keys(self.job_id, sealed, box)]
         except (SecretKeyError, SigningSecretError) as exc:
             self._keys = []
             self.problem = f"the job's signing secret cannot be read: {exc}"

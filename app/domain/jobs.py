@@ -289,6 +289,9 @@ class SealedSigningKey(BaseModel):
     sealed: str
     expires_at: float | None = None
 
+    def valid_at(self, now: float) -> bool:
+        return self.expires_at is None or now < self.expires_at
+
 
 def signing_context(job_id: str) -> str:
     return f"job:{job_id}:signing-secret"

@@ -15,7 +15,8 @@ from app.domain.authorizations import (
     parse_authorization,
 )
 from app.domain.errors import ConfigError, FieldProblem
-from app.domain.jobs import StoredJob, signing_context
+from app.domain.job_signing import reseal_keys
+from app.domain.jobs import StoredJob
 from app.domain.secrets import (
     KEY_VAR,
     PREVIOUS_VAR,
@@ -207,12 +208,12 @@ async def rotate_key(settings: Settings) -> list[str]:
     job_updates: dict[str, StoredJob] = {}
     for job_id, job in sorted((await load_jobs(settings)).items()):
         try:
-            resealed_job = reseal_signing_keys(job, box)
+            keys = reseal_keys(job_id, job.signing_keys, box)
         except SecretKeyError as exc:
             unreadable.append(f"signing secret of job {job_id} ({exc})")
             continue
-        if resealed_job is not None:
-            job_updates[job_id] = resealed_job
+        if keys is not None:
+            job_updates[job_id] = job.model_copy(update={"signing_keys": keys})
     if unreadable:
         raise KeyProblem(
             f"nothing re-encrypted: {len(unreadable)} secret(s) not readable with "
@@ -234,19 +235,6 @@ async def rotate_key(settings: Settings) -> list[str]:
         f"(key {box.current.key_id})"
     )
     return out
-
-
-def reseal_signing_keys(job: StoredJob, box: SecretBox) -> StoredJob | None:
-    """The job with its signing secrets re-encrypted under the current key, or None when
-    they already are; SecretKeyError when no configured key opens one."""
-    context = signing_context(job.config.id)
-    changed = False
-    keys = []
-    for key in job.signing_keys:
-        sealed = box.reseal(key.sealed, context)
-        changed = changed or sealed is not None
-        keys.append(key if sealed is None else key.model_copy(update={"sealed": sealed}))
-    return job.model_copy(update={"signing_keys": tuple(keys)}) if changed else None
 
 
 async def delete(settings: Settings, auth_id: str) -> str:

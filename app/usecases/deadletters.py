@@ -30,6 +30,12 @@ async def list_dead_letters(
     """The job's dead letters written from `since` to `until` (unix seconds), oldest first;
     the latest `limit` of them."""
     await get_job(settings, job_id)
+    return await _read(settings, job_id, since, until, limit)
+
+
+async def _read(
+    settings: Settings, job_id: str, since: float | None, until: float | None, limit: int
+) -> list[DeadLetter]:
     limit = max(1, min(limit, MAX_LIMIT))
     out: list[DeadLetter] = []
     topic = settings.deadletter_topic
@@ -75,7 +81,7 @@ async def replay(
     behind what is waiting there); they are delivered as new events with their first
     `webhook-id`. ConfigError names ids that are malformed, not the job's, or not
     replayable; CommandFailed names those already replayed (unless `force`)."""
-    await get_job(settings, job_id)
+    job = await get_job(settings, job_id)
     if not ids:
         raise ConfigError("dead letters", [FieldProblem("ids", "name at least one dead letter")])
     problems = []
@@ -86,7 +92,7 @@ async def replay(
             wanted.append(ident)
         except ValueError as exc:
             problems.append(FieldProblem("ids", str(exc)))
-    found = {d.id: d for d in await list_dead_letters(settings, job_id, limit=MAX_LIMIT)}
+    found = {d.id: d for d in await _read(settings, job_id, None, None, MAX_LIMIT)}
     for ident in wanted:
         letter = found.get(ident)
         if letter is None:
@@ -104,7 +110,6 @@ async def replay(
                 f"dead letter(s) {', '.join(again)} of job {job_id} were replayed already; "
                 "nothing queued (replay them again with force)"
             )
-    job = await get_job(settings, job_id)
     event_ids = []
     async with producer(settings) as prod:  # idempotent, acks=all
         for ident in wanted:

@@ -16,15 +16,15 @@ import orjson
 from app.domain.backfill import backfill_request
 from app.domain.destinations import Network
 from app.domain.errors import ConfigError, FieldProblem
+from app.domain.job_signing import keys_at_apply, open_keys, seal_keys, signing_summary
 from app.domain.jobs import (
     JobConfig,
     SealedSigningKey,
     StoredJob,
     parse_job_config,
-    signing_context,
 )
-from app.domain.secrets import SecretBox, SecretKeyError
-from app.domain.signing import DEFAULT_OVERLAP_S, SigningKey, generate_secret, rotate
+from app.domain.secrets import SecretKeyError
+from app.domain.signing import DEFAULT_OVERLAP_S, generate_secret, rotate
 from app.domain.status_record import decode_status_record, split_status_key
 from app.domain.status_summary import (
     config_version,
@@ -152,7 +152,8 @@ async def apply_documents(settings: Settings, docs: list[object]) -> list[Applie
         secret: str | None = None
         if config.signed:
             assert box is not None
-            keys, secret = signing_keys_for(config.id, before, box)
+            previous = before.signing_keys if before else ()
+            keys, secret = keys_at_apply(config.id, previous, box, time.time())
         stored = StoredJob(
             config=config,
             desired_state=before.desired_state if before else "running",
@@ -171,24 +172,6 @@ async def apply_documents(settings: Settings, docs: list[object]) -> list[Applie
     return out
 
 
-def signing_keys_for(
-    job_id: str, before: StoredJob | None, box: SecretBox
-) -> tuple[tuple[SealedSigningKey, ...], str | None]:
-    """A signed job's keys: those it has (expired ones dropped), or a new secret when it
-    has none; the new secret is returned to be shown once."""
-    now = time.time()
-    kept = tuple(
-        k
-        for k in (before.signing_keys if before else ())
-        if k.expires_at is None or k.expires_at > now
-    )
-    if any(k.expires_at is None for k in kept):
-        return kept, None
-    secret = generate_secret()
-    sealed = SealedSigningKey(sealed=box.encrypt(secret, signing_context(job_id)))
-    return (sealed, *kept), secret
-
-
 async def rotate_signing_secret(
     settings: Settings, job_id: str, overlap_s: float = DEFAULT_OVERLAP_S
 ) -> Rotation:
@@ -201,18 +184,13 @@ async def rotate_signing_secret(
         )
     box = secret_box(settings, required=True)
     assert box is not None
-    context = signing_context(job_id)
-    now = time.time()
     try:
-        keys = [SigningKey(box.decrypt(k.sealed, context), k.expires_at) for k in job.signing_keys]
+        keys = open_keys(job_id, job.signing_keys, box)
     except SecretKeyError as exc:
         raise KeyProblem(f"the signing secrets of job {job_id} cannot be read: {exc}") from None
     secret = generate_secret()
-    rotated = rotate(keys, secret, now, overlap_s)
-    sealed = tuple(
-        SealedSigningKey(sealed=box.encrypt(k.secret, context), expires_at=k.expires_at)
-        for k in rotated
-    )
+    rotated = rotate(keys, secret, time.time(), overlap_s)
+    sealed = seal_keys(job_id, rotated, box)
     stored = job.model_copy(update={"signing_keys": sealed, "updated_at": utc_now_rfc3339()})
     await write_record(settings, settings.jobs_topic, job_id, orjson.dumps(stored.to_record()))
     return Rotation(
@@ -236,6 +214,13 @@ class Rotation:
                 f"({len(self.previous_until)} previous secret(s) still valid)"
             )
         return out
+
+
+async def backfill(settings: Settings, job_id: str) -> str:
+    """Backfill an existing job's current members (NotFound for an unknown job); returns
+    the request id, which its progress in `backfill_progress` carries."""
+    await get_job(settings, job_id)
+    return await request_backfill(settings, job_id)
 
 
 async def request_backfill(settings: Settings, job_id: str) -> str:
@@ -340,18 +325,8 @@ async def job_report(settings: Settings, job_id: str) -> dict[str, Any]:
         "config": job.config.to_json_dict(),
     }
     if job.config.signed:
-        doc["signing"] = signing_summary(job, now)
+        doc["signing"] = signing_summary(job.signing_keys, now)
     return doc
-
-
-def signing_summary(job: StoredJob, now: float) -> dict[str, Any]:
-    """How many signing secrets sign the job's requests, and until when the previous ones
-    do; never the secrets."""
-    live = [k for k in job.signing_keys if k.expires_at is None or k.expires_at > now]
-    return {
-        "secrets": len(live),
-        "previous_until": [rfc3339(k.expires_at) for k in live if k.expires_at is not None],
-    }
 
 
 async def set_desired_state(settings: Settings, job_id: str, desired: str) -> str:
