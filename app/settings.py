@@ -40,6 +40,7 @@ FILE_SETTINGS = (
 )
 # Never echoed back in an error message.
 SECRET_SETTINGS = frozenset(FILE_SETTINGS) - {"kafka_sasl_username", "kafka_oauth_client_id"}
+EMPTY_CREDENTIAL = "is empty or only whitespace: give it a value, or leave the variable unset"
 
 
 def _comma_parts(text: str) -> list[str]:
@@ -196,8 +197,10 @@ class Settings(BaseSettings):
         data = dict(data)
         for name in FILE_SETTINGS:
             path = data.get(f"{name}_file")
-            if not path:
+            if path is None:
                 continue
+            if not str(path).strip():
+                raise ValueError(f"{env_name(name)}_FILE is empty: name a file, or unset it")
             if data.get(name) not in (None, ""):
                 raise ValueError(f"set {env_name(name)} or {env_name(name)}_FILE, not both")
             try:
@@ -205,7 +208,10 @@ class Settings(BaseSettings):
             except (OSError, UnicodeDecodeError) as exc:
                 reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
                 raise ValueError(f"{env_name(name)}_FILE: cannot read {path}: {reason}") from None
-            data[name] = text.removesuffix("\n").removesuffix("\r")
+            text = text.removesuffix("\n").removesuffix("\r")
+            if not text.strip():
+                raise ValueError(f"{env_name(name)}_FILE: {path} {EMPTY_CREDENTIAL}")
+            data[name] = text
         return data
 
     @model_validator(mode="after")
@@ -248,6 +254,18 @@ class Settings(BaseSettings):
         if problems:
             raise ValueError("; ".join(problems))
         return self
+
+    @field_validator(*FILE_SETTINGS, mode="after")
+    @classmethod
+    def _not_blank(cls, value: SecretStr | str | None) -> SecretStr | str | None:
+        """A credential that is set is never empty: an empty API token must not mean "no
+        token", nor an empty password "no password" (issue 20)."""
+        if value is None:
+            return None
+        text = value.get_secret_value() if isinstance(value, SecretStr) else value
+        if not text.strip():
+            raise ValueError(EMPTY_CREDENTIAL)
+        return value
 
     @field_validator("allowed_private_nets")
     @classmethod

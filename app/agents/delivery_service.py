@@ -1,7 +1,7 @@
 """The delivery service: runs a `JobDelivery` for every running job the registry knows,
 follows the registry's changes (apply, stop, resume, delete) without a restart, keeps each
-job's status on the status topic (key `<job id>/<worker id>`, a heartbeat every
-`status_heartbeat_s`), and writes state changes and delivery start/stop to the job log.
+job's status on the status topic through its `StatusPublisher`, and writes delivery
+start/stop to the job log.
 """
 
 from __future__ import annotations
@@ -14,33 +14,25 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
+from app.agents.status_publisher import StatusPublisher
 from app.delivery.job_delivery import JobDelivery
 from app.delivery.job_signer import JobSigner
 from app.domain.job_state import JobStatus
-from app.domain.jobs import StoredJob
 from app.domain.secrets import box_from_settings
-from app.domain.status_record import (
-    WORKER_RECORD,
-    decode_status,
-    encode_status_record,
-    split_status_key,
-    status_key,
-)
 from app.domain.status_summary import config_version
-from app.domain.timefmt import rfc3339
+from app.domain.stored_job import StoredJob
 from app.settings import Settings
 from app.transport import metrics
 from app.transport.auth_resolver import AuthResolver
 from app.transport.http import WebhookClient
 from app.transport.job_log import JobLog
-from app.transport.kafka import cancel_and_wait, durable_producer, read_compacted
+from app.transport.kafka import cancel_and_wait, durable_producer
 from app.transport.kafka_admin import SharedAdmin
 from app.transport.registry import ConfigRegistry
 from app.transport.template_runner import TemplateRunner
 
 log = logging.getLogger(__name__)
 
-STATUS_INTERVAL_S = 1.0
 # Jobs (re)started at once: a worker with hundreds of jobs starts their consumers side by
 # side instead of one after the other (each start waits on broker round trips).
 CONCURRENT_STARTS = 32
@@ -57,14 +49,10 @@ class DeliveryService:
         self.producer: AIOKafkaProducer | None = None
         self.joblog: JobLog | None = None
         self.admin = SharedAdmin(settings)
-        self._logged_states: dict[str, str] = {}  # job id -> state last written to its log
         self.deliveries: dict[str, JobDelivery] = {}
         self._signers: dict[str, JobSigner] = {}  # signed jobs' keys, updated in place
-        self.statuses: dict[str, JobStatus] = {}
+        self.status = StatusPublisher(settings)
         self._resumed_at: dict[str, float] = {}
-        self._versions: dict[str, str] = {}  # job id -> config version it runs (or holds)
-        self._last_heartbeat = 0.0
-        self._dirty: set[str] = set()
         self._changes: asyncio.Queue[str] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
         self._reconciling: dict[str, asyncio.Task[None]] = {}  # job id -> its reconcile task
@@ -82,19 +70,16 @@ class DeliveryService:
         self.producer = durable_producer(self.settings)
         await self.producer.start()
         self.joblog = JobLog(self.settings, self.producer)
-        self.statuses = await self._load_statuses()
-        self._logged_states = {job_id: st.state for job_id, st in self.statuses.items()}
         self.registry.subscribe(lambda job_id, _job: self._changes.put_nowait(job_id))
         await self.registry.ready.wait()
-        for job_id in list(self.statuses):
-            if job_id not in self.registry.jobs:  # deleted while this worker was down
-                del self.statuses[job_id]
-                self._dirty.add(job_id)
+        await self.status.load(self.registry.jobs)
         for job_id in list(self.registry.jobs):
             self._changes.put_nowait(job_id)
         self._tasks = [
             asyncio.create_task(self._follow(), name="delivery-manager"),
-            asyncio.create_task(self._publish_statuses(), name="job-status"),
+            asyncio.create_task(
+                self.status.run(self.producer, self.joblog, self.deliveries), name="job-status"
+            ),
         ]
 
     async def stop(self) -> None:
@@ -112,7 +97,8 @@ class DeliveryService:
         self.deliveries.clear()
         with contextlib.suppress(Exception):
             # A last record per job, marked final: this worker drops out of statuses at once.
-            await self._write_statuses(final=True)
+            if self.producer is not None and self.joblog is not None:
+                await self.status.write(self.producer, self.joblog, self.deliveries, final=True)
         if self.joblog is not None:
             await self.joblog.flush()
         if self.producer is not None:
@@ -125,109 +111,6 @@ class DeliveryService:
     async def _stop_delivery(self, delivery: JobDelivery) -> None:
         async with self._start_slots:
             await delivery.stop()
-
-    async def _load_statuses(self) -> dict[str, JobStatus]:
-        """This worker's job statuses as it last wrote them (they survive restarts)."""
-        out: dict[str, JobStatus] = {}
-        view = await read_compacted(self.settings, self.settings.status_topic)
-        for key, value in view.items():
-            parts = split_status_key(key.decode(errors="replace"))
-            if parts is None or parts[1] != self.settings.worker_id or parts[0] == WORKER_RECORD:
-                continue
-            status = decode_status(value)
-            if status is None:
-                log.warning("ignoring unreadable status of job %s", parts[0])
-                continue
-            out[parts[0]] = status
-        return out
-
-    async def _publish_statuses(self) -> None:
-        while True:
-            await asyncio.sleep(STATUS_INTERVAL_S)
-            try:
-                await self._write_statuses()
-            except Exception as exc:  # retried on the next tick
-                log.warning("could not write job statuses: %s", exc)
-
-    async def _write_statuses(self, final: bool = False) -> None:
-        """Write the changed statuses; every status each heartbeat (its `updated_at` is
-        what tells readers this worker is alive), and all of them, `final`, on stop."""
-        assert self.producer is not None
-        for job_id, delivery in self.deliveries.items():
-            if delivery.machine.take_changed():
-                self._dirty.add(job_id)
-        await self._log_transitions()
-        self._update_gauges()
-        heartbeat = (
-            final or time.monotonic() - self._last_heartbeat >= self.settings.status_heartbeat_s
-        )
-        if heartbeat:
-            self._dirty |= set(self.statuses)
-            self._last_heartbeat = time.monotonic()
-        dirty, self._dirty = self._dirty, set()
-        try:
-            acks = []
-            for job_id in dirty:
-                status = self.statuses.get(job_id)
-                value = None
-                if status is not None:
-                    value = encode_status_record(
-                        job_id,
-                        self.settings.worker_id,
-                        status,
-                        self._versions.get(job_id),
-                        time.time(),
-                        final,
-                    )
-                key = status_key(job_id, self.settings.worker_id)
-                acks.append(await self.producer.send(self.settings.status_topic, value, key=key))
-            if heartbeat:  # this worker is live even while it runs no job
-                me = self.settings.worker_id
-                value = encode_status_record(
-                    WORKER_RECORD, me, JobStatus(), None, time.time(), final
-                )
-                key = status_key(WORKER_RECORD, me)
-                acks.append(await self.producer.send(self.settings.status_topic, value, key=key))
-            # All sent, then all awaited: one round trip for hundreds of jobs, not one each.
-            await asyncio.gather(*acks)
-        except Exception:
-            self._dirty |= dirty
-            raise
-
-    def _update_gauges(self) -> None:
-        for job_id, status in self.statuses.items():
-            metrics.set_job_state(job_id, status.state)
-        for job_id, delivery in self.deliveries.items():
-            metrics.BACKLOG.labels(job_id).set(delivery.queue.backlog())
-
-    async def _log_transitions(self) -> None:
-        """A `state` entry in the job log for every state change since the last look."""
-        assert self.joblog is not None
-        for job_id, status in list(self.statuses.items()):
-            before = self._logged_states.get(job_id)
-            if before == status.state:
-                continue
-            self._logged_states[job_id] = status.state
-            if before is None and status.state == "running":
-                continue  # a new job: its `delivery` entry says so
-            reason = _transition_reason(status)
-            level = logging.WARNING if status.state in ("error", "failed") else logging.INFO
-            log.log(
-                level,
-                "job %s: state %s -> %s%s",
-                job_id,
-                before or "new",
-                status.state,
-                f": {reason}" if reason else "",
-            )
-            await self.joblog.write(
-                job_id,
-                "state",
-                f"{before or 'new'} -> {status.state}" + (f": {reason}" if reason else ""),
-                **{"from": before, "to": status.state},
-                reason=reason,
-                next_run=rfc3339(status.next_run),
-            )
 
     async def _follow(self) -> None:
         """Reconcile each changed job in a task of its own: jobs start side by side (at most
@@ -275,18 +158,15 @@ class DeliveryService:
         if stored is None:
             self._resumed_at.pop(job_id, None)
             self._signers.pop(job_id, None)
-            self._versions.pop(job_id, None)
-            if self.statuses.pop(job_id, None) is not None:
-                self._dirty.add(job_id)  # a tombstone for the deleted job's status
+            self.status.forget(job_id)  # a tombstone for the deleted job's status
             log.info("job %s deleted: delivery stopped", job_id)
             await self._log(job_id, f"job deleted: worker {self.settings.worker_id} forgot it")
-            self._logged_states.pop(job_id, None)
             metrics.forget_job(job_id)
             return
-        status = self.statuses.setdefault(job_id, JobStatus(since=now))
+        status = self.status.statuses.setdefault(job_id, JobStatus(since=now))
         if not wanted:
-            self._versions[job_id] = config_version(stored.config.to_json_dict())
-            self._dirty.add(job_id)
+            self.status.versions[job_id] = config_version(stored.config.to_json_dict())
+            self.status.mark(job_id)
             if status.state != "stopped":
                 status.state, status.since, status.next_run = "stopped", now, None
             return
@@ -316,8 +196,8 @@ class DeliveryService:
                 f"delivery started on worker {self.settings.worker_id} (version {version})",
                 version=version,
             )
-        self._versions[job_id] = config_version(stored.config.to_json_dict())
-        self._dirty.add(job_id)  # report the version now, not at the next heartbeat
+        self.status.versions[job_id] = config_version(stored.config.to_json_dict())
+        self.status.mark(job_id)  # report the version now, not at the next heartbeat
 
     def _signer(self, job_id: str, stored: StoredJob) -> JobSigner | None:
         """The job's signer with its current keys (None for a job that does not sign)."""
@@ -331,16 +211,3 @@ class DeliveryService:
     async def _log(self, job_id: str, message: str, **details: Any) -> None:
         if self.joblog is not None:
             await self.joblog.write(job_id, "delivery", message, **details)
-
-
-def _transition_reason(status: JobStatus) -> str | None:
-    """Why a job is in its state, for its log: the last error, a Retry-After, a resume."""
-    if status.state in ("error", "failed") and status.last_error is not None:
-        code = f"HTTP {status.last_error.status}: " if status.last_error.status else ""
-        reason = status.last_error.reason
-        return reason if reason.startswith("HTTP") else code + reason
-    if status.state == "sleeping":
-        return "the endpoint asked to wait (Retry-After)"
-    if status.state == "stopped":
-        return "stopped by the user"
-    return None

@@ -26,6 +26,7 @@ def _answer(description: str, schema: dict[str, Any] | None = None) -> dict[str,
 
 ERRORS = {
     "401": _answer("missing or wrong bearer token", _ref("Error")),
+    "403": _answer("a cross-site request, or a Host that is not loopback", _ref("Error")),
     "404": _answer("no such job or authorization", _ref("Error")),
     "422": _answer("invalid input: every wrong field is named", _ref("Error")),
     "503": _answer("the broker cannot be reached, or the secret key is missing", _ref("Error")),
@@ -214,6 +215,11 @@ def openapi_document() -> dict[str, Any]:
                                     "rule": {"type": "string"},
                                 },
                             },
+                        },
+                        "problem_count": {
+                            "type": "integer",
+                            "description": "how many problems there are; `problems` lists "
+                            "at most the first 50",
                         },
                     },
                 },

@@ -15,8 +15,8 @@ from app.cli.files import load_documents
 from app.cli.running import run_async
 from app.domain.job_log import parse_since
 from app.settings import Settings, get_settings
+from app.usecases import job_reads, logs
 from app.usecases import jobs as job_commands
-from app.usecases import logs
 
 
 @click.group()
@@ -56,7 +56,7 @@ async def jobs_apply(file: Path, wait: bool, timeout_s: float) -> None:
 @run_async
 async def jobs_list(as_json: bool) -> None:
     """One line per job: its real state (from live workers) and the wanted one."""
-    rows = await job_commands.list_jobs(get_settings())
+    rows = await job_reads.list_jobs(get_settings())
     if as_json:
         for row in rows:
             click.echo(orjson.dumps(row.to_json_dict()).decode())
@@ -75,7 +75,7 @@ async def jobs_list(as_json: bool) -> None:
 @run_async
 async def jobs_show(job_id: str) -> None:
     """A job's config and state."""
-    report = await job_commands.job_report(get_settings(), job_id)
+    report = await job_reads.job_report(get_settings(), job_id)
     click.echo(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode())
 
 
@@ -177,7 +177,7 @@ async def follow_backfill(settings: Settings, job_id: str, request_id: str) -> N
     ) as bar:
         task = bar.add_task("backfill", total=None, members=0)
         while True:
-            progress = await job_commands.backfill_progress(settings, job_id)
+            progress = await job_reads.backfill_progress(settings, job_id)
             if progress and progress.get("request_id") == request_id:
                 bar.update(
                     task,

@@ -104,7 +104,11 @@ async def _serve_api(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stopped.set)
-    auth = "bearer token required" if settings.api_token else "no token (loopback only)"
+    auth = (
+        "bearer token required"
+        if settings.api_token is not None
+        else "no token (loopback Host only, cross-site requests refused)"
+    )
     logging.getLogger("app.api").info(
         "API listening on http://%s:%d (dashboard at /, OpenAPI at /v1/openapi.json; %s)",
         settings.api_host,

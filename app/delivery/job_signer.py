@@ -10,9 +10,9 @@ unsigned request.
 from __future__ import annotations
 
 from app.domain.job_signing import open_keys
-from app.domain.jobs import SealedSigningKey
 from app.domain.secrets import SecretBox, SecretKeyError
 from app.domain.signing import SigningKey, SigningSecretError, secret_bytes, signature_header
+from app.domain.stored_job import SealedSigningKey
 from app.transport.auth_resolver import AuthUnavailable
 
 

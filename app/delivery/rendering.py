@@ -1,7 +1,11 @@
 """What a job's request says: its URL (`url_template` or `webhook_url`) and its body (the
 Lytics or CloudEvents shape for triggers; the `body_template` or the default item per user
-for enrichment). Templates run in the template runner's child processes and see only the
-job's export fields (`QueuedEvent.template_user`).
+for enrichment). Templates run in the template runner's child processes. A `url_template`
+sees the whole profile ("a dynamic URL using data on the profile or the job
+configuration"): the id, every field of `data` and `by_fields`, the segment events. A
+`body_template` sees only the job's export fields ("the user's fields selected during
+configuration", `QueuedEvent.template_user`); one that reads another field is refused when
+the job is applied (`app.domain.template_fields`).
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ class RequestRenderer:
         if self.job.url_template:
             value = await self.templates.render(
                 self.job.url_template,
-                event.template_user(self.job.export_fields),
+                event.template_user(None),  # the whole profile, not only the export fields
                 self._job_json,
                 self.job.id,
             )

@@ -21,7 +21,7 @@ AuthMethod = Literal["none", "headers", "oauth2_client_credentials"]
 SECRET_FIELDS = ("headers", "params", "client_secret")
 OAUTH_FIELDS = ("token_url", "client_id", "client_secret", "scopes", "ping_atm_id", "token_auth")
 _HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
-_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 TOKEN_PLACEHOLDER = "{token}"
 
 
@@ -73,10 +73,11 @@ class Authorization(BaseModel):
     ping_atm_id: str | None = None
     token_auth: Literal["basic", "body"] = "basic"
 
-    @field_validator("id")
+    @field_validator("id", mode="before")
     @classmethod
-    def _id_shape(cls, value: str) -> str:
-        if not _ID_RE.match(value):
+    def _id_shape(cls, value: Any) -> Any:
+        """Judged as given, before whitespace is stripped (a padded id is refused)."""
+        if isinstance(value, str) and not _ID_RE.fullmatch(value):
             raise ValueError("must be 1-64 of A-Z a-z 0-9 _ . - starting with a letter or digit")
         return value
 
@@ -202,7 +203,9 @@ def parse_authorization(raw: Any, *, allowed: Sequence[Network] | None = None) -
                 problems.append(FieldProblem(key, "{token} is only for oauth2_client_credentials"))
     if method == "oauth2_client_credentials":
         for key in ("token_url", "client_id", "client_secret"):
-            if not doc.get(key):
+            value = doc.get(key)
+            if value is None or (isinstance(value, str) and not value.strip()):
+                # an empty or blank secret is never "no secret" (issue 20)
                 problems.append(FieldProblem(key, "required for oauth2_client_credentials"))
     try:
         context = None if allowed is None else {ALLOWED_NETWORKS: list(allowed)}

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from app.domain.jobs import SealedSigningKey, signing_context
 from app.domain.secrets import SecretBox
 from app.domain.signing import SigningKey, generate_secret
+from app.domain.stored_job import SealedSigningKey, signing_context
 from app.domain.timefmt import rfc3339
 
 

@@ -28,7 +28,8 @@ from app.domain.destinations import (
     parse_url,
     template_refusal,
 )
-from app.domain.errors import ConfigError, FieldProblem
+from app.domain.errors import ConfigError, FieldProblem, shown
+from app.domain.template_fields import unselected_fields_rule
 from app.domain.templates import syntax_error
 
 JobType = Literal["audience_triggers", "user_enrichment"]
@@ -43,7 +44,7 @@ TRIGGERS_ONLY = frozenset(
 )
 ENRICHMENT_ONLY = frozenset({"stream", "body_template"})
 
-_ID_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+_ID_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 _TOPIC_RE = re.compile(r"^[A-Za-z0-9._-]{1,200}$")
 
 
@@ -123,10 +124,12 @@ class JobConfig(BaseModel):
     stream: str = "webhook_enrichment"
     body_template: str | None = None
 
-    @field_validator("id")
+    @field_validator("id", mode="before")
     @classmethod
-    def _id_shape(cls, value: str) -> str:
-        if not _ID_RE.match(value):
+    def _id_shape(cls, value: Any) -> Any:
+        """Judged as given, before whitespace is stripped: `" abc"` or `"abc\\n"` is
+        refused, never stored as `abc` (issue 20)."""
+        if isinstance(value, str) and not _ID_RE.fullmatch(value):
             raise ValueError("must be 1-64 of a-z 0-9 _ - starting with a letter or digit")
         return value
 
@@ -232,9 +235,9 @@ def _rule(err: Mapping[str, Any]) -> str:
         return f"at most {err['ctx']['max_length']} entries, got {err['ctx'].get('actual_length')}"
     if loc and loc[0] in RANGES and kind in ("greater_than_equal", "less_than_equal"):
         low, high = RANGES[str(loc[0])]
-        return f"must be between {low} and {high}, got {err['input']!r}"
+        return f"must be between {low} and {high}, got {shown(err['input'])}"
     if kind == "literal_error":
-        return f"must be one of {err['ctx']['expected']}, got {err['input']!r}"
+        return f"must be one of {err['ctx']['expected']}, got {shown(err['input'])}"
     return str(err["msg"]).removeprefix("Value error, ")
 
 
@@ -243,7 +246,11 @@ def parse_job_config(raw: Any, *, allowed: Sequence[Network] | None = None) -> J
 
     With `allowed` (the settings' allowed networks), destinations are judged too: a
     `webhook_url` whose host is a refused IP literal or a non-canonical numeric host, and
-    a `url_template` that writes such a host literally, are refused.
+    a `url_template` that writes such a host literally, are refused. So is a
+    `body_template` that reads a user field not in `export_fields` (it sees only those:
+    `template_fields`). `allowed` marks apply time (the CLI and the API pass it): records
+    read back from the jobs topic are parsed without it and not re-judged, so a job stored
+    before a rule existed still loads.
     """
     if not isinstance(raw, Mapping):
         raise ConfigError("job config", [FieldProblem("(document)", "must be a mapping of fields")])
@@ -273,65 +280,12 @@ def parse_job_config(raw: Any, *, allowed: Sequence[Network] | None = None) -> J
     except ValidationError as exc:
         problems.extend(FieldProblem(_loc(e["loc"]), _rule(e)) for e in exc.errors())
         raise ConfigError("job config", problems) from None
+    if allowed is not None:
+        fields_rule = unselected_fields_rule(job.body_template, job.export_fields)
+        if fields_rule is not None:
+            problems.append(FieldProblem("body_template", fields_rule))
     if problems:
         raise ConfigError("job config", problems)
     if job.is_triggers and not job.cloudevents_source:
         job = job.model_copy(update={"cloudevents_source": f"/work/{job.id}"})
     return job
-
-
-class SealedSigningKey(BaseModel):
-    """A job's signing secret as stored: encrypted with WEBHOOKS_SECRET_KEY (`SecretBox`,
-    context `signing_context(job id)`); `expires_at` set once a rotation replaced it."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    sealed: str
-    expires_at: float | None = None
-
-    def valid_at(self, now: float) -> bool:
-        return self.expires_at is None or now < self.expires_at
-
-
-def signing_context(job_id: str) -> str:
-    return f"job:{job_id}:signing-secret"
-
-
-class StoredJob(BaseModel):
-    """A job as kept on `webhook-jobs`: its config plus whether the user stopped it, and
-    its sealed signing secrets when it signs requests."""
-
-    model_config = ConfigDict(frozen=True)
-
-    config: JobConfig
-    desired_state: Literal["running", "stopped"] = "running"
-    updated_at: str = ""
-    resumed_at: float = 0.0
-    signing_keys: tuple[SealedSigningKey, ...] = ()
-
-    def to_record(self) -> dict[str, Any]:
-        """The topic value: the config's fields at top level, plus the control fields."""
-        record = {
-            **self.config.to_json_dict(),
-            "desired_state": self.desired_state,
-            "updated_at": self.updated_at,
-            "resumed_at": self.resumed_at,
-        }
-        if self.signing_keys:
-            record["signing_keys"] = [k.model_dump() for k in self.signing_keys]
-        return record
-
-    @classmethod
-    def from_record(cls, doc: Mapping[str, Any]) -> StoredJob:
-        fields = dict(doc)
-        desired = fields.pop("desired_state", "running")
-        updated_at = str(fields.pop("updated_at", ""))
-        resumed_at = float(fields.pop("resumed_at", 0.0) or 0.0)
-        keys = fields.pop("signing_keys", None) or ()
-        return cls(
-            config=parse_job_config(fields),
-            desired_state=desired,
-            updated_at=updated_at,
-            resumed_at=resumed_at,
-            signing_keys=tuple(SealedSigningKey.model_validate(k) for k in keys),
-        )

@@ -1,9 +1,12 @@
 """Jsonnet templates for URLs and enrichment bodies.
 
 A template sees two variables: `user` (the input record: id, data, by_fields, segment_events)
-and `job` (the job config). The template is loaded as the body of `function(user, job)` from
-a virtual file, so it is parsed on its own (it cannot close a wrapper around it), it can be
-checked without being run, and error positions are the user's own lines.
+and `job` (the job config). A URL template's `user` is the whole profile; a body template's
+has only the job's export fields in `data` and `by_fields` (`QueuedEvent.template_user`), and
+`template_fields` finds the reads of other fields so that the job is refused when applied.
+The template is loaded as the body of `function(user, job)` from a virtual file, so it is
+parsed on its own (it cannot close a wrapper around it), it can be checked without being run,
+and error positions are the user's own lines.
 """
 
 from __future__ import annotations

@@ -1,1 +1,3 @@
-"""Transports: Kafka admin/producer/readers and (later) HTTP. No domain decisions here."""
+"""Transports: Kafka (admin, producers, consumers, readers), the webhook HTTP client and
+OAuth token cache, the worker's health/metrics server, the template runner. No domain
+decisions here."""

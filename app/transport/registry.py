@@ -16,8 +16,8 @@ import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from app.domain.authorizations import load_stored_authorization
-from app.domain.jobs import StoredJob
 from app.domain.secrets import SecretBox, SecretKeyError, box_from_settings
+from app.domain.stored_job import StoredJob
 from app.settings import Settings
 from app.transport.kafka import cancel_and_wait, refresh_metadata
 from app.transport.kafka_security import connection_options

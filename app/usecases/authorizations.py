@@ -16,22 +16,17 @@ from app.domain.authorizations import (
 )
 from app.domain.errors import ConfigError, FieldProblem
 from app.domain.job_signing import reseal_keys
-from app.domain.jobs import StoredJob
 from app.domain.secrets import (
     KEY_VAR,
     PREVIOUS_VAR,
     SecretBox,
     SecretKeyError,
 )
+from app.domain.stored_job import StoredJob
 from app.settings import Settings
 from app.transport.kafka import producer, write_record
-from app.usecases.errors import NotFound
-from app.usecases.jobs import (
-    CommandFailed,
-    ensure_declared_topics,
-    load_compacted,
-    load_jobs,
-)
+from app.usecases.errors import CommandFailed, NotFound
+from app.usecases.job_reads import ensure_declared_topics, load_compacted, load_jobs
 from app.usecases.keys import KeyProblem, secret_box
 
 
@@ -63,6 +58,7 @@ def describe_keys(box: SecretBox) -> list[str]:
 async def apply_documents(settings: Settings, docs: list[object]) -> list[Authorization]:
     """Validate `docs` (all or nothing) and store them, secrets encrypted; the stored ones."""
     problems: list[FieldProblem] = []
+    unlisted = 0
     auths: list[Authorization] = []
     for i, doc in enumerate(docs):
         prefix = f"[{i}]." if len(docs) > 1 else ""
@@ -70,8 +66,9 @@ async def apply_documents(settings: Settings, docs: list[object]) -> list[Author
             auths.append(parse_authorization(doc, allowed=settings.allowed_networks))
         except ConfigError as exc:
             problems.extend(FieldProblem(prefix + p.field, p.rule) for p in exc.problems)
+            unlisted += exc.unlisted
     if problems:
-        raise ConfigError("authorization", problems)
+        raise ConfigError("authorization", problems, unlisted)
     box = secret_box(settings)
     await ensure_declared_topics(settings)
     if box is None and any(a.has_secrets for a in auths):

@@ -14,7 +14,7 @@ from app.settings import Settings
 from app.transport.job_log import read_job_log, read_keyed
 from app.transport.kafka import producer
 from app.usecases.errors import CommandFailed
-from app.usecases.jobs import get_job
+from app.usecases.job_reads import get_job
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 10_000

@@ -1,6 +1,6 @@
-"""Job use cases: validate and store on `webhook-jobs`, read back with their state, stop,
-resume, backfill, delete, rotate a signing secret. They return models; the CLI and the API
-format them."""
+"""Job use cases that write: validate and store on `webhook-jobs`, stop, resume,
+backfill, delete, rotate a signing secret (reading jobs back is `job_reads`). They return
+models; the CLI and the API format them."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import asyncio
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -16,68 +16,45 @@ import orjson
 from app.domain.backfill import backfill_request
 from app.domain.destinations import Network
 from app.domain.errors import ConfigError, FieldProblem
-from app.domain.job_signing import keys_at_apply, open_keys, seal_keys, signing_summary
-from app.domain.jobs import (
-    JobConfig,
-    SealedSigningKey,
-    StoredJob,
-    parse_job_config,
-)
+from app.domain.job_signing import keys_at_apply, open_keys, seal_keys
+from app.domain.jobs import JobConfig, parse_job_config
 from app.domain.secrets import SecretKeyError
 from app.domain.signing import DEFAULT_OVERLAP_S, generate_secret, rotate
-from app.domain.status_record import decode_status_record, split_status_key
 from app.domain.status_summary import (
     config_version,
     live_records,
     live_workers,
     stale_after,
-    summarize_status,
     workers_behind,
 )
+from app.domain.stored_job import SealedSigningKey, StoredJob
 from app.domain.timefmt import rfc3339, utc_now_rfc3339
 from app.settings import Settings
 from app.topic_catalog import (
     delivery_group,
     enrichment_topic_spec,
-    load_catalog,
     queue_topic_spec,
 )
-from app.transport.kafka import read_compacted, write_record
+from app.transport.kafka import write_record
 from app.transport.kafka_admin import (
     consumer_lag,
-    consumer_lags,
     delete_consumer_group,
     delete_topic,
     ensure_topics,
 )
 from app.usecases.errors import CommandFailed as CommandFailed
-from app.usecases.errors import NotFound
+from app.usecases.job_reads import (
+    ensure_declared_topics,
+    get_job,
+    load_all_statuses,
+    load_compacted,
+    load_jobs,
+    load_statuses,
+)
 from app.usecases.keys import KeyProblem, secret_box
 
 DELETE_WAIT_S = 60.0
 """How long `jobs delete` waits for the live workers to drop the job."""
-
-
-async def load_compacted(settings: Settings, topic: str) -> dict[str, bytes]:
-    """Latest value per key of a compacted topic (keys as text); deleted keys left out."""
-    view = await read_compacted(settings, topic)
-    return {key.decode(errors="replace"): value for key, value in view.items()}
-
-
-async def ensure_declared_topics(settings: Settings) -> None:
-    """Create the declared topics that are missing (idempotent), so `jobs apply` and `auth
-    apply` work before any worker ran, also where brokers do not create topics on use."""
-    await ensure_topics(settings, load_catalog(settings))
-
-
-async def load_jobs(settings: Settings) -> dict[str, StoredJob]:
-    out = {}
-    for key, value in (await load_compacted(settings, settings.jobs_topic)).items():
-        try:
-            out[key] = StoredJob.from_record(orjson.loads(value))
-        except (ValueError, TypeError):
-            continue  # not written by this tool; the worker logs and skips it too
-    return out
 
 
 def validate_documents(
@@ -88,6 +65,7 @@ def validate_documents(
     With `allowed` (the settings' allowed networks), destinations are judged too (see
     `parse_job_config`)."""
     problems: list[FieldProblem] = []
+    unlisted = 0
     configs: list[JobConfig] = []
     for i, doc in enumerate(docs):
         try:
@@ -95,8 +73,9 @@ def validate_documents(
         except ConfigError as exc:
             prefix = f"[{i}]." if len(docs) > 1 else ""
             problems.extend(FieldProblem(prefix + p.field, p.rule) for p in exc.problems)
+            unlisted += exc.unlisted
     if problems:
-        raise ConfigError("job config", problems)
+        raise ConfigError("job config", problems, unlisted)
     return configs
 
 
@@ -229,104 +208,6 @@ async def request_backfill(settings: Settings, job_id: str) -> str:
     doc = backfill_request(job_id, request_id, time.time())
     await write_record(settings, settings.backfills_topic, job_id, orjson.dumps(doc))
     return request_id
-
-
-async def backfill_progress(settings: Settings, job_id: str) -> dict[str, Any] | None:
-    records = await load_compacted(settings, settings.backfill_progress_topic)
-    raw = records.get(job_id)
-    return orjson.loads(raw) if raw else None
-
-
-async def load_all_statuses(settings: Settings) -> dict[str, list[dict[str, Any]]]:
-    """Job id -> the latest status record of each worker (tombstoned ones left out)."""
-    out: dict[str, list[dict[str, Any]]] = {}
-    for key, value in (await load_compacted(settings, settings.status_topic)).items():
-        parts = split_status_key(key)
-        doc = decode_status_record(value)
-        if parts is not None and doc is not None:
-            out.setdefault(parts[0], []).append(doc)
-    return out
-
-
-@dataclass(frozen=True, slots=True)
-class JobRow:
-    """One job in a list: its real state (from live workers), the wanted one, counters."""
-
-    id: str
-    type: str
-    label: str
-    state: str
-    wanted: str
-    since: str | None
-    counters: dict[str, int]
-    last_error: dict[str, Any] | None
-    backlog: int | None = None
-
-    def to_json_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-async def list_jobs(settings: Settings, with_backlog: bool = False) -> list[JobRow]:
-    """Every job with its state; `with_backlog` adds each queue's undelivered events."""
-    jobs = await load_jobs(settings)
-    statuses = await load_all_statuses(settings)
-    now, stale = time.time(), stale_after(settings.status_heartbeat_s)
-    backlogs: list[int | None] = [None] * len(jobs)
-    ordered = sorted(jobs.items())
-    if with_backlog and ordered:
-        backlogs = await consumer_lags(
-            settings,
-            [(job.config.queue_topic, delivery_group(settings, job_id)) for job_id, job in ordered],
-        )
-    rows = []
-    for (job_id, job), backlog in zip(ordered, backlogs, strict=True):
-        summary = summarize_status(job.desired_state, statuses.get(job_id, []), now, stale)
-        rows.append(
-            JobRow(
-                id=job_id,
-                type=job.config.type,
-                label=job.config.label,
-                state=summary["state"],
-                wanted=job.desired_state,
-                since=summary.get("since"),
-                counters=summary["counters"],
-                last_error=summary.get("last_error"),
-                backlog=backlog,
-            )
-        )
-    return rows
-
-
-async def get_job(settings: Settings, job_id: str) -> StoredJob:
-    job = (await load_jobs(settings)).get(job_id)
-    if job is None:
-        raise NotFound("job id", "id", f"no job {job_id!r} (see `webhooks jobs list`)")
-    return job
-
-
-async def load_statuses(settings: Settings, job_id: str) -> list[dict[str, Any]]:
-    """The latest status record of each worker that delivers `job_id`."""
-    return (await load_all_statuses(settings)).get(job_id, [])
-
-
-async def job_report(settings: Settings, job_id: str) -> dict[str, Any]:
-    """The job's state across workers, counters, backlog, backfill progress and config
-    (no secrets: a signed job says how many signing secrets it has)."""
-    job = await get_job(settings, job_id)
-    statuses = await load_statuses(settings, job_id)
-    backlog = await consumer_lag(settings, job.config.queue_topic, delivery_group(settings, job_id))
-    now, stale = time.time(), stale_after(settings.status_heartbeat_s)
-    doc = {
-        **summarize_status(job.desired_state, statuses, now, stale),
-        "version": config_version(job.config.to_json_dict()),
-        "backlog": backlog,
-        "backfill": await backfill_progress(settings, job_id),
-        "updated_at": job.updated_at,
-        "config": job.config.to_json_dict(),
-    }
-    if job.config.signed:
-        doc["signing"] = signing_summary(job.signing_keys, now)
-    return doc
 
 
 async def set_desired_state(settings: Settings, job_id: str, desired: str) -> str:

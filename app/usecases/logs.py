@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from app.domain.job_log import JobLogEntry
 from app.settings import Settings
 from app.transport.job_log import read_job_log
-from app.usecases.jobs import get_job
+from app.usecases.job_reads import get_job
 
 MAX_ENTRIES = 1000
 

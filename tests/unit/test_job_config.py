@@ -9,7 +9,8 @@ import orjson
 import pytest
 
 from app.domain.errors import ConfigError
-from app.domain.jobs import JobConfig, StoredJob, parse_job_config
+from app.domain.jobs import JobConfig, parse_job_config
+from app.domain.stored_job import StoredJob
 
 
 def triggers(**overrides: Any) -> dict[str, Any]:

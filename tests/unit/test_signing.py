@@ -13,7 +13,6 @@ from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
 from app.delivery.job_signer import JobSigner
-from app.domain.jobs import SealedSigningKey, signing_context
 from app.domain.secrets import SecretBox, generate_key
 from app.domain.signing import (
     SigningKey,
@@ -24,6 +23,7 @@ from app.domain.signing import (
     secret_bytes,
     signature_header,
 )
+from app.domain.stored_job import SealedSigningKey, signing_context
 from app.transport.auth_resolver import AuthUnavailable
 
 

@@ -19,10 +19,11 @@ from app.domain.baselines import marker_value
 from app.domain.enrichment import answer_records
 from app.domain.job_log import KINDS, entry
 from app.domain.job_state import JobStatus, LastError, Omission
-from app.domain.jobs import StoredJob, parse_job_config
+from app.domain.jobs import parse_job_config
 from app.domain.queue_record import QueuedEvent
 from app.domain.record_routing import Source, plan_record
 from app.domain.status_record import encode_status_record
+from app.domain.stored_job import StoredJob
 from app.transport.sinks import deadletter_records
 
 TOPICS = Path(__file__).resolve().parents[2] / "topics"
