@@ -5,7 +5,6 @@ the routes, and the refusal to serve without a token off loopback."""
 from __future__ import annotations
 
 import uuid
-from typing import Any
 
 import orjson
 import pytest
@@ -13,21 +12,11 @@ import pytest
 from app.api.openapi import openapi_document
 from app.api.server import ROUTES, ApiRefused, build_app, check_can_serve
 from app.settings import Settings
-from tests.support.api import ApiClient, running_api
+from tests.support.api import ApiClient, job_doc, running_api
 from tests.support.processes import run_cli
 
 TOKEN = "test-api-token-" + uuid.uuid4().hex
 SECRET = "s3cr3t-header-value-" + uuid.uuid4().hex
-
-
-def job_doc(**fields: Any) -> dict[str, Any]:
-    return {
-        "type": "audience_triggers",
-        "label": "api job",
-        "audiences": ["newsletter"],
-        "webhook_url": "https://hooks.example.com/in",
-        **fields,
-    }
 
 
 async def test_the_token_is_required_and_compared_exactly(test_settings: Settings) -> None:

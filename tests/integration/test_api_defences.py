@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import uuid
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import orjson
@@ -19,20 +18,10 @@ from app.api.guards import CONTENT_SECURITY_POLICY
 from app.api.responses import MAX_BODY_BYTES
 from app.domain.errors import MAX_LISTED_PROBLEMS
 from app.settings import Settings
-from tests.support.api import ApiClient, running_api
+from tests.support.api import ApiClient, job_doc, running_api
 from tests.support.processes import run_cli
 
 TOKEN = "test-api-token-" + uuid.uuid4().hex
-
-
-def job_doc(**fields: Any) -> dict[str, Any]:
-    return {
-        "type": "audience_triggers",
-        "label": "defended job",
-        "audiences": ["newsletter"],
-        "webhook_url": "https://hooks.example.com/in",
-        **fields,
-    }
 
 
 async def raw(

@@ -57,3 +57,14 @@ class ApiClient:
         ):
             raw = await response.read()
             return response.status, orjson.loads(raw) if raw else None
+
+
+def job_doc(**fields: Any) -> dict[str, Any]:
+    """A valid triggers job body for PUT /v1/jobs/{id}, with `fields` changed."""
+    return {
+        "type": "audience_triggers",
+        "label": "api job",
+        "audiences": ["newsletter"],
+        "webhook_url": "https://hooks.example.com/in",
+        **fields,
+    }
