@@ -9,9 +9,10 @@ import asyncio
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError
+from aiokafka.structs import OffsetAndMetadata
 
 from app.settings import Settings
 from app.topic_catalog import TopicSpec
@@ -117,6 +118,37 @@ async def consumer_lag(settings: Settings, topic: str, group: str) -> int | None
     return (await consumer_lags(settings, [(topic, group)]))[0]
 
 
+# How long a group's committed offsets are asked for again while the broker says "not yet"
+# (a retriable error: on a fresh cluster the offsets topic is created by the first group
+# lookup, and for a moment there is no coordinator; `jobs show` and the API then said
+# "backlog unknown" for a job that had none).
+COMMITTED_RETRY_S = 10.0
+
+
+async def committed_offsets(
+    admin: AIOKafkaAdminClient,
+    group: str,
+    partitions: list[TopicPartition] | None = None,
+    retry_s: float = COMMITTED_RETRY_S,
+) -> dict[TopicPartition, OffsetAndMetadata]:
+    """The group's committed offsets (of `partitions`, or all); retriable errors (no
+    coordinator yet, coordinator loading or moved) are retried with a growing pause for
+    up to `retry_s`."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + retry_s
+    pause = 0.05
+    while True:
+        try:
+            offsets: dict[TopicPartition, OffsetAndMetadata]
+            offsets = await admin.list_consumer_group_offsets(group, partitions=partitions)
+            return offsets
+        except KafkaError as exc:
+            if not exc.retriable or loop.time() + pause > deadline:
+                raise
+        await asyncio.sleep(pause)
+        pause = min(pause * 2, 1.0)
+
+
 async def consumer_lags(settings: Settings, pairs: Sequence[tuple[str, str]]) -> list[int | None]:
     """`consumer_lag` of each (topic, group), with one admin client and one consumer for
     all of them (the API lists every job's backlog every few seconds)."""
@@ -125,7 +157,7 @@ async def consumer_lags(settings: Settings, pairs: Sequence[tuple[str, str]]) ->
     try:
         async with admin_client(settings) as admin:
             committed = await asyncio.gather(
-                *(admin.list_consumer_group_offsets(group) for _topic, group in pairs),
+                *(committed_offsets(admin, group) for _topic, group in pairs),
                 return_exceptions=True,
             )
         consumer = AIOKafkaConsumer(**connection_options(settings))

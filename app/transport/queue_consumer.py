@@ -29,7 +29,7 @@ from aiokafka.structs import OffsetAndMetadata
 from app.domain.offsets import OffsetTracker, decode_done, encode_done
 from app.settings import Settings
 from app.transport.kafka import cancel_and_wait, group_timeouts
-from app.transport.kafka_admin import SharedAdmin, admin_client
+from app.transport.kafka_admin import SharedAdmin, admin_client, committed_offsets
 from app.transport.kafka_security import connection_options
 from app.transport.worker_count_assignor import WorkerCountAssignor
 
@@ -210,12 +210,10 @@ class QueueConsumer:
         try:
             if self._admin is not None:
                 admin = await self._admin.client()
-                committed = await admin.list_consumer_group_offsets(self.group, partitions=assigned)
+                committed = await committed_offsets(admin, self.group, assigned)
             else:
                 async with admin_client(self.settings) as own:
-                    committed = await own.list_consumer_group_offsets(
-                        self.group, partitions=assigned
-                    )
+                    committed = await committed_offsets(own, self.group, assigned)
         except Exception as exc:  # fall back to the consumer's view, without metadata
             log.warning("%s: could not read commit metadata: %s", self.group, exc)
             for tp in assigned:
