@@ -10,6 +10,7 @@ from aiohttp import web
 from app.api.responses import (
     Handler,
     body_json,
+    bool_query,
     document_with_path_id,
     int_query,
     json_response,
@@ -43,7 +44,7 @@ async def put_job(request: web.Request) -> web.Response:
 
 
 async def delete_job(request: web.Request) -> web.Response:
-    force = request.query.get("force", "") in ("1", "true", "yes")
+    force = bool_query(request, "force")
     steps = await jobs.delete(settings_of(request), request.match_info["id"], force)
     return json_response({"deleted": request.match_info["id"], "steps": steps})
 
@@ -103,7 +104,9 @@ async def replay_dead_letters(request: web.Request) -> web.Response:
     ids = doc.get("ids") if isinstance(doc, dict) else None
     if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
         raise ConfigError("replay", [FieldProblem("ids", "a list of dead-letter ids")])
-    force = bool(doc.get("force", False))
+    force = doc.get("force", False)
+    if not isinstance(force, bool):  # "false" is truthy: never read a string as a yes
+        raise ConfigError("replay", [FieldProblem("force", "true or false (a JSON boolean)")])
     result = await deadletters.replay(
         settings_of(request), request.match_info["id"], ids, force, actor="api"
     )

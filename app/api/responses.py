@@ -89,3 +89,16 @@ def int_query(request: web.Request, name: str, default: int, low: int, high: int
 
 def settings_of(request: web.Request) -> Settings:
     return request.app[SETTINGS]
+
+
+TRUE_WORDS = ("1", "true", "yes")
+FALSE_WORDS = ("", "0", "false", "no")
+
+
+def bool_query(request: web.Request, name: str) -> bool:
+    """A yes/no query parameter: 1/true/yes or 0/false/no (absent: no); anything else is a
+    422, never silently "no" (`?force=TRUE` used to mean no force)."""
+    value = request.query.get(name, "").strip().lower()
+    if value in TRUE_WORDS or value in FALSE_WORDS:
+        return value in TRUE_WORDS
+    raise ConfigError("query", [FieldProblem(name, "true or false (also 1/0, yes/no)")])

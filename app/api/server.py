@@ -51,8 +51,14 @@ def check_can_serve(settings: Settings) -> None:
 async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
-    except web.HTTPException:
-        raise
+    except web.HTTPException as exc:
+        if exc.status < 400 or not request.path.startswith("/v1/"):
+            raise
+        # an unknown route or method under /v1 answers in the API's error shape too
+        answer = problem(exc.status, exc.reason)
+        if "Allow" in exc.headers:
+            answer.headers["Allow"] = exc.headers["Allow"]
+        return answer
     except NotFound as exc:
         return problem(404, str(exc).splitlines()[0], exc.problems)
     except ConfigError as exc:

@@ -189,3 +189,24 @@ def test_jobs_apply_refuses_an_alias_bomb_and_a_padded_id(
     result = run_cli(test_env, "jobs", "apply", str(padded))
     assert result.code == 2 and "id: must be 1-64 of" in result.err, result
     assert "padded-id" not in run_cli(test_env, "jobs", "list").out
+
+
+async def test_yes_no_inputs_are_strict_and_every_v1_error_is_json(
+    test_settings: Settings,
+) -> None:
+    async with running_api(test_settings, TOKEN) as base:
+        client = ApiClient(base, TOKEN)
+        assert (await client.call("PUT", "/v1/jobs/strict", job_doc()))[0] == 201
+        status, body = await client.call("DELETE", "/v1/jobs/strict?force=maybe")
+        assert status == 422 and body["problems"][0]["field"] == "force"
+        status, body = await client.call(
+            "POST", "/v1/jobs/strict/deadletters/replay", {"ids": ["0-1"], "force": "false"}
+        )
+        assert status == 422 and body["problems"][0]["field"] == "force"
+        status, body = await client.call("GET", "/v1/no-such-thing")
+        assert status == 404 and body == {"error": "Not Found"}
+        auth = {"Authorization": f"Bearer {TOKEN}"}
+        status, headers, answer = await raw("PATCH", f"{base}/v1/jobs/strict", auth, b"{}")
+        assert status == 405 and orjson.loads(answer) == {"error": "Method Not Allowed"}
+        assert "PUT" in headers["Allow"]
+        assert (await client.call("DELETE", "/v1/jobs/strict?force=TRUE"))[0] == 200
