@@ -216,6 +216,11 @@ def parse_authorization(raw: Any, *, allowed: Sequence[Network] | None = None) -
             for e in exc.errors()
         )
         raise ConfigError("authorization", problems) from None
+    for number, (name, value) in enumerate(parse_header_lines(auth.headers), start=1):
+        # An empty credential is a mistake (an unset variable), never "no credential".
+        # Judged at apply time only: a stored authorization still loads as it was.
+        if not value:
+            problems.append(FieldProblem("headers", f"header {number} ({name}) has an empty value"))
     if problems:
         raise ConfigError("authorization", problems)
     return auth

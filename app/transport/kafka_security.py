@@ -59,7 +59,7 @@ def tls_context(settings: Settings) -> ssl.SSLContext:
             cafile=str(settings.kafka_ssl_ca_file) if settings.kafka_ssl_ca_file else None,
             certfile=str(settings.kafka_ssl_cert_file) if settings.kafka_ssl_cert_file else None,
             keyfile=str(settings.kafka_ssl_key_file) if settings.kafka_ssl_key_file else None,
-            password=password.get_secret_value() if password else "",
+            password=password.get_secret_value() if password is not None else "",
         )
     except (ssl.SSLError, OSError, ValueError) as exc:
         raise KafkaSecurityError(

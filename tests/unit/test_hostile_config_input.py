@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from app.api.guards import is_loopback, split_authority
 from app.cli.files import MAX_EXPANDED_NODES, ConfigFileError, load_documents
-from app.domain.authorizations import parse_authorization
+from app.domain.authorizations import load_stored_authorization, parse_authorization
 from app.domain.errors import MAX_LISTED_PROBLEMS, ConfigError, FieldProblem, shown
 from app.domain.jobs import parse_job_config
 from app.settings import FILE_SETTINGS, SECRET_SETTINGS, SettingsError, load_settings
@@ -167,3 +167,13 @@ def test_host_parsing_never_raises(text: str) -> None:
 )
 def test_host_headers(header: str, expected: tuple[str, int] | None) -> None:
     assert split_authority(header, 80) == expected
+
+
+@pytest.mark.parametrize("headers", ["X-Api-Key:", "X-Api-Key:   ", "A: 1\nAuthorization:\t"])
+def test_a_header_credential_with_an_empty_value_is_refused(headers: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_authorization({"id": "h1", "label": "h", "method": "headers", "headers": headers})
+    [problem] = caught.value.problems
+    assert problem.field == "headers" and "has an empty value" in problem.rule
+    stored = {"id": "h1", "label": "h", "method": "headers", "headers": headers}
+    assert load_stored_authorization(stored, None).headers == headers.strip()
