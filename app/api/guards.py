@@ -23,10 +23,9 @@ import hmac
 import ipaddress
 from typing import Any
 
-import orjson
 from aiohttp import web
 
-from app.api.responses import Handler, problem
+from app.api.responses import Handler, json_response, problem
 from app.settings import Settings
 
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -64,9 +63,9 @@ def split_authority(authority: str, default_port: int) -> tuple[str, int] | None
     authority = authority.strip().lower()
     if authority.startswith("["):
         end = authority.find("]")
-        host, rest = authority[1:end], authority[end + 1 :]
         if end < 0:
             return None
+        host, rest = authority[1:end], authority[end + 1 :]
     else:
         host, sep, port_text = authority.partition(":")
         rest = sep + port_text
@@ -121,10 +120,9 @@ def guard_middleware(settings: Settings) -> Any:
         if token is not None and request.path.startswith("/v1/") and request.path not in OPEN_PATHS:
             scheme, _, value = request.headers.get("Authorization", "").partition(" ")
             if scheme.lower() != "bearer" or not hmac.compare_digest(value.encode(), token):
-                return web.Response(
-                    status=401,
-                    body=orjson.dumps({"error": "missing or wrong bearer token"}),
-                    content_type="application/json",
+                return json_response(
+                    {"error": "missing or wrong bearer token"},
+                    401,
                     headers={"WWW-Authenticate": 'Bearer realm="audience-webhooks"'},
                 )
         return await handler(request)

@@ -46,8 +46,7 @@ class ConfigError(ValueError):
         # only the first problems are kept and listed; `problem_count` says how many
         self.problems: list[FieldProblem] = problems[:MAX_LISTED_PROBLEMS]
         lines = "\n".join(f"  - {p}" for p in self.problems)
-        more = self.problem_count - len(self.problems)
-        tail = f"\n  ... and {more} more" if more else ""
+        tail = f"\n  ... and {self.unlisted} more" if self.unlisted else ""
         super().__init__(f"invalid {kind} ({self.problem_count} problem(s)):\n{lines}{tail}")
 
     @property
