@@ -23,24 +23,18 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from app.setting_files import (
+    EMPTY_CREDENTIAL,
+    FILE_SETTINGS,
+    SECRET_SETTINGS,
+    env_name,
+    read_setting_files,
+)
+
+__all__ = ["FILE_SETTINGS", "SECRET_SETTINGS", "Settings", "SettingsError", "env_name"]
+
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"]
-
-# Settings that may instead be read from a file named by WEBHOOKS_<NAME>_FILE (a mounted
-# Kubernetes Secret): the file's content, without a trailing newline, is the value.
-FILE_SETTINGS = (
-    "kafka_sasl_username",
-    "kafka_sasl_password",
-    "kafka_ssl_key_password",
-    "kafka_oauth_client_id",
-    "kafka_oauth_client_secret",
-    "secret_key",
-    "secret_key_previous",
-    "api_token",
-)
-# Never echoed back in an error message.
-SECRET_SETTINGS = frozenset(FILE_SETTINGS) - {"kafka_sasl_username", "kafka_oauth_client_id"}
-EMPTY_CREDENTIAL = "is empty or only whitespace: give it a value, or leave the variable unset"
 
 
 def _comma_parts(text: str) -> list[str]:
@@ -50,10 +44,6 @@ def _comma_parts(text: str) -> list[str]:
 
 class SettingsError(ValueError):
     """The WEBHOOKS_* environment is invalid; the message names every wrong variable."""
-
-
-def env_name(field: str) -> str:
-    return "WEBHOOKS_" + field.upper()
 
 
 class Settings(BaseSettings):
@@ -192,27 +182,7 @@ class Settings(BaseSettings):
     @classmethod
     def _read_setting_files(cls, data: Any) -> Any:
         """WEBHOOKS_<NAME>_FILE: the value of <NAME> is that file's content."""
-        if not isinstance(data, dict):
-            return data
-        data = dict(data)
-        for name in FILE_SETTINGS:
-            path = data.get(f"{name}_file")
-            if path is None:
-                continue
-            if not str(path).strip():
-                raise ValueError(f"{env_name(name)}_FILE is empty: name a file, or unset it")
-            if data.get(name) not in (None, ""):
-                raise ValueError(f"set {env_name(name)} or {env_name(name)}_FILE, not both")
-            try:
-                text = Path(path).read_text(encoding="utf-8")
-            except (OSError, UnicodeDecodeError) as exc:
-                reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-                raise ValueError(f"{env_name(name)}_FILE: cannot read {path}: {reason}") from None
-            text = text.removesuffix("\n").removesuffix("\r")
-            if not text.strip():
-                raise ValueError(f"{env_name(name)}_FILE: {path} {EMPTY_CREDENTIAL}")
-            data[name] = text
-        return data
+        return read_setting_files(data) if isinstance(data, dict) else data
 
     @model_validator(mode="after")
     def _coherent_kafka_security(self) -> Settings:

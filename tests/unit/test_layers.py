@@ -1,7 +1,7 @@
 """The import graph of `app/` (issue 11): dependencies point inward, and there are no cycles.
 
-Layers, inner to outer: `domain` and `settings` (pure), `topic_catalog` (names of Kafka
-things), `transport` and `devtools` (Kafka, HTTP, processes), `delivery` (one job's
+Layers, inner to outer: `domain`, `settings` and `setting_files` (pure), `topic_catalog`
+(names of Kafka things), `transport` and `devtools` (Kafka, HTTP, processes), `delivery` (one job's
 delivery), `agents` (the services a worker runs), `usecases` (the operations the CLI and the
 API share, issue 14), `main`, `api` and `cli` (entry points).
 """
@@ -15,6 +15,7 @@ APP = Path(__file__).resolve().parents[2] / "app"
 RANK = {
     "domain": 0,
     "settings": 0,
+    "setting_files": 0,
     "topic_catalog": 1,
     "transport": 2,
     "devtools": 2,
