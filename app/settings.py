@@ -124,8 +124,9 @@ class Settings(BaseSettings):
     status_heartbeat_s: float = Field(default=5.0, gt=0, le=300)
     """How often a worker rewrites its status record of each job, even unchanged; a worker
     silent for 3 heartbeats drops out of `webhooks jobs show` and `jobs list`."""
-    queue_partitions: int = Field(default=8, ge=1, le=1024)
-    """Partitions of each job's queue topic."""
+    queue_partitions: int = Field(default=1, ge=1, le=1024)
+    """Partitions of each new job's queue topic. One is enough: a job is delivered whole by
+    one worker process (its delivery slot's holder), and per-user order needs no more."""
     topic_replication: int = Field(default=1, ge=1, le=16)
     """Replication factor of the topics the service creates (3 on a production cluster)."""
     secret_key: SecretStr | None = None

@@ -61,8 +61,15 @@ def state_changelog_topic(settings: Settings) -> str:
 
 
 def delivery_group(settings: Settings, job_id: str) -> str:
-    """The consumer group through which the workers deliver a job's queue."""
+    """The consumer group that holds a job's committed queue offsets. It has no members:
+    the job's one deliverer (see `app/domain/slots.py`) commits into it directly."""
     return f"{settings.app_id}-delivery-{job_id}"
+
+
+def delivery_slots_group(settings: Settings) -> str:
+    """The group through which worker processes share the delivery slots (which process
+    delivers which job). The dot keeps it apart from every job's group: job ids have none."""
+    return f"{settings.app_id}-delivery.slots"
 
 
 def queue_topic_spec(settings: Settings, topic: str) -> TopicSpec:
@@ -83,7 +90,7 @@ def enrichment_topic_spec(settings: Settings, topic: str) -> TopicSpec:
     doc = _declared("webhook_enrichment.json")
     return TopicSpec(
         name=topic,
-        partitions=settings.queue_partitions,
+        partitions=settings.input_partitions,
         cleanup_policy=doc["cleanup_policy"],
         config={k: str(v) for k, v in doc.get("config", {}).items()},
         description="enrichment answers",

@@ -1,7 +1,11 @@
-"""The delivery service: runs a `JobDelivery` for every running job the registry knows,
-follows the registry's changes (apply, stop, resume, delete) without a restart, keeps each
-job's status on the status topic through its `StatusPublisher`, and writes delivery
-start/stop to the job log.
+"""The delivery service: runs a `JobDelivery` for every running job of the delivery slots
+this worker process holds (`app/domain/slots.py`, `SlotMembership`), all read through one
+`QueueReader`; follows the registry's changes (apply, stop, resume, delete) and the slots'
+moves without a restart, keeps the status of each job it holds on the status topic through
+its `StatusPublisher`, and writes delivery start/stop to the job log.
+
+What a job costs a worker does not grow with the number of jobs beyond its own tasks and
+buffers: one group membership (the slots), one reader, one producer, one admin client.
 """
 
 from __future__ import annotations
@@ -17,8 +21,8 @@ from aiokafka import AIOKafkaProducer
 from app.agents.status_publisher import StatusPublisher
 from app.delivery.job_delivery import JobDelivery
 from app.delivery.job_signer import JobSigner
-from app.domain.job_state import JobStatus
 from app.domain.secrets import box_from_settings
+from app.domain.slots import slot_of
 from app.domain.status_summary import config_version
 from app.domain.stored_job import StoredJob
 from app.settings import Settings
@@ -26,16 +30,19 @@ from app.transport import metrics
 from app.transport.auth_resolver import AuthResolver
 from app.transport.http import WebhookClient
 from app.transport.job_log import JobLog
+from app.transport.job_queue import OlderWorkersRunning
 from app.transport.kafka import cancel_and_wait, durable_producer
 from app.transport.kafka_admin import SharedAdmin
+from app.transport.queue_reader import QueueReader
 from app.transport.registry import ConfigRegistry
+from app.transport.slot_membership import SlotMembership
 from app.transport.template_runner import TemplateRunner
 
 log = logging.getLogger(__name__)
 
-# Jobs (re)started at once: a worker with hundreds of jobs starts their consumers side by
-# side instead of one after the other (each start waits on broker round trips).
-CONCURRENT_STARTS = 32
+# Jobs (re)started at once: a worker with hundreds of jobs starts them side by side instead
+# of one after the other (each start waits on broker round trips).
+CONCURRENT_STARTS = 64
 
 
 class DeliveryService:
@@ -49,6 +56,9 @@ class DeliveryService:
         self.producer: AIOKafkaProducer | None = None
         self.joblog: JobLog | None = None
         self.admin = SharedAdmin(settings)
+        self.reader = QueueReader(settings)
+        self.slots = SlotMembership(settings, self._slots_changed)
+        self.held: set[int] = set()  # the slots whose jobs this process delivers
         self.deliveries: dict[str, JobDelivery] = {}
         self._signers: dict[str, JobSigner] = {}  # signed jobs' keys, updated in place
         self.status = StatusPublisher(settings)
@@ -57,6 +67,7 @@ class DeliveryService:
         self._tasks: list[asyncio.Task[None]] = []
         self._reconciling: dict[str, asyncio.Task[None]] = {}  # job id -> its reconcile task
         self._again: set[str] = set()  # jobs that changed while being reconciled
+        self._settled = asyncio.Event()  # a job's reconcile task ended
         self._start_slots = asyncio.Semaphore(CONCURRENT_STARTS)
         # With WEBHOOKS_SECRET_KEY_PREVIOUS too: secrets sealed under the previous key stay
         # readable until `webhooks auth rotate-key` re-seals them (the worker used to take
@@ -70,11 +81,13 @@ class DeliveryService:
         self.producer = durable_producer(self.settings)
         await self.producer.start()
         self.joblog = JobLog(self.settings, self.producer)
+        await self.reader.start()
         self.registry.subscribe(lambda job_id, _job: self._changes.put_nowait(job_id))
         await self.registry.ready.wait()
         await self.status.load(self.registry.jobs)
         for job_id in list(self.registry.jobs):
-            self._changes.put_nowait(job_id)
+            self._changes.put_nowait(job_id)  # a deleted one's status is tombstoned
+        await self.slots.start()
         self._tasks = [
             asyncio.create_task(self._follow(), name="delivery-manager"),
             asyncio.create_task(
@@ -95,6 +108,11 @@ class DeliveryService:
             if isinstance(outcome, BaseException):
                 log.warning("job %s: delivery did not stop cleanly: %r", job_id, outcome)
         self.deliveries.clear()
+        # Only now, with every job stopped and committed, may the slots go to others.
+        with contextlib.suppress(Exception):
+            await self.slots.stop()
+        with contextlib.suppress(Exception):
+            await self.reader.stop()
         with contextlib.suppress(Exception):
             # A last record per job, marked final: this worker drops out of statuses at once.
             if self.producer is not None and self.joblog is not None:
@@ -111,6 +129,21 @@ class DeliveryService:
     async def _stop_delivery(self, delivery: JobDelivery) -> None:
         async with self._start_slots:
             await delivery.stop()
+
+    async def _slots_changed(self, taken: set[int], released: set[int]) -> None:
+        """Start the jobs of the slots taken; hand over those of the slots released (their
+        requests in flight end, their offsets are committed) before the slots are given up."""
+        self.held = (self.held | taken) - released
+        moved = taken | released
+        jobs = [j for j in self.registry.jobs if slot_of(j) in moved]
+        for job_id in jobs:
+            self._changes.put_nowait(job_id)
+        leaving = {j for j in jobs if slot_of(j) in released}
+        while True:
+            self._settled.clear()
+            if not leaving & (set(self.deliveries) | set(self._reconciling)):
+                return
+            await self._settled.wait()
 
     async def _follow(self) -> None:
         """Reconcile each changed job in a task of its own: jobs start side by side (at most
@@ -131,6 +164,10 @@ class DeliveryService:
                 try:
                     async with self._start_slots:
                         await self._reconcile(job_id, self.registry.jobs.get(job_id))
+                except OlderWorkersRunning as exc:  # an upgrade in progress: wait for them
+                    log.warning("job %s: not started yet: %s", job_id, exc)
+                    await asyncio.sleep(5.0)
+                    self._again.add(job_id)
                 except Exception:
                     log.exception("job %s: could not (re)start delivery; retrying in 5 s", job_id)
                     await asyncio.sleep(5.0)
@@ -139,9 +176,17 @@ class DeliveryService:
                     return
         finally:
             self._reconciling.pop(job_id, None)
+            self._settled.set()
 
     async def _reconcile(self, job_id: str, stored: StoredJob | None) -> None:
         current = self.deliveries.get(job_id)
+        if stored is not None and slot_of(job_id) not in self.held:
+            if current is not None:  # its slot moved to another worker process
+                await current.hand_over()
+                del self.deliveries[job_id]
+                await self._log(job_id, f"delivery handed over by worker {self.settings.worker_id}")
+            self.status.release(job_id)
+            return
         wanted = stored is not None and stored.desired_state == "running"
         resumed_at = stored.resumed_at if stored is not None else 0.0
         changed = current is not None and (
@@ -163,7 +208,7 @@ class DeliveryService:
             await self._log(job_id, f"job deleted: worker {self.settings.worker_id} forgot it")
             metrics.forget_job(job_id)
             return
-        status = self.status.statuses.setdefault(job_id, JobStatus(since=now))
+        status = self.status.take(job_id, now)
         if not wanted:
             self.status.versions[job_id] = config_version(stored.config.to_json_dict())
             self.status.mark(job_id)
@@ -182,6 +227,7 @@ class DeliveryService:
                 status,
                 self.templates,
                 self.joblog,
+                self.reader,
                 self.admin,
                 signer,
             )

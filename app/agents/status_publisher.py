@@ -34,9 +34,14 @@ STATUS_INTERVAL_S = 1.0
 
 
 class StatusPublisher:
-    """This worker's statuses of the jobs it knows (`statuses`, shared with the jobs'
+    """This worker's statuses of the jobs it holds (`statuses`, shared with the jobs'
     deliveries, which update them in place) and the versions it runs (`versions`);
-    `mark(job_id)` asks for that job's record to be written on the next tick."""
+    `mark(job_id)` asks for that job's record to be written on the next tick.
+
+    A job this worker does not hold (its delivery slot is another process's) is not reported:
+    its status is parked (kept, with its counters, for when the job comes back), and its
+    record is written once more marked `final`, so it drops out of the job's state at once
+    while its counters still count."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -45,6 +50,27 @@ class StatusPublisher:
         self._logged_states: dict[str, str] = {}  # job id -> state last written to its log
         self._last_heartbeat = 0.0
         self._dirty: set[str] = set()
+        self._parked: dict[str, JobStatus] = {}
+        self._final: set[str] = set()  # parked jobs whose last record is still to write
+
+    def take(self, job_id: str, now: float) -> JobStatus:
+        """This worker holds the job (again): its status, reported from now on."""
+        status = self.statuses.get(job_id)
+        if status is None:
+            status = self._parked.pop(job_id, None) or JobStatus(since=now)
+            self.statuses[job_id] = status
+            self._final.discard(job_id)
+            self._dirty.add(job_id)
+        return status
+
+    def release(self, job_id: str) -> None:
+        """Another worker holds the job now: write its record once, `final`, then stop."""
+        status = self.statuses.pop(job_id, None)
+        if status is not None:
+            self._parked[job_id] = status
+            self._final.add(job_id)
+            self._dirty.add(job_id)
+        self.versions.pop(job_id, None)
 
     def mark(self, job_id: str) -> None:
         self._dirty.add(job_id)
@@ -52,18 +78,20 @@ class StatusPublisher:
     def forget(self, job_id: str) -> None:
         """A deleted job: its status record is tombstoned on the next tick."""
         self.versions.pop(job_id, None)
-        if self.statuses.pop(job_id, None) is not None:
+        if self.statuses.pop(job_id, None) is not None or job_id in self._parked:
             self._dirty.add(job_id)
+        self._parked.pop(job_id, None)
+        self._final.discard(job_id)
         self._logged_states.pop(job_id, None)
 
     async def load(self, known_jobs: Mapping[str, object]) -> None:
         """This worker's statuses as it last wrote them (they survive restarts); those of
-        jobs deleted while it was down are tombstoned."""
-        self.statuses = await self._read_own_statuses()
-        self._logged_states = {job_id: st.state for job_id, st in self.statuses.items()}
-        for job_id in list(self.statuses):
+        jobs deleted while it was down are tombstoned. They are parked until `take`."""
+        self._parked = await self._read_own_statuses()
+        self._logged_states = {job_id: st.state for job_id, st in self._parked.items()}
+        for job_id in list(self._parked):
             if job_id not in known_jobs:
-                del self.statuses[job_id]
+                del self._parked[job_id]
                 self._dirty.add(job_id)
 
     async def _read_own_statuses(self) -> dict[str, JobStatus]:
@@ -120,6 +148,9 @@ class StatusPublisher:
             acks = []
             for job_id in dirty:
                 status = self.statuses.get(job_id)
+                last = status is None and job_id in self._final
+                if last:
+                    status = self._parked.get(job_id)
                 value = None
                 if status is not None:
                     value = encode_status_record(
@@ -128,7 +159,7 @@ class StatusPublisher:
                         status,
                         self.versions.get(job_id),
                         time.time(),
-                        final,
+                        final or last,
                     )
                 key = status_key(job_id, self.settings.worker_id)
                 acks.append(await producer.send(self.settings.status_topic, value, key=key))
@@ -141,6 +172,7 @@ class StatusPublisher:
                 acks.append(await producer.send(self.settings.status_topic, value, key=key))
             # All sent, then all awaited: one round trip for hundreds of jobs, not one each.
             await asyncio.gather(*acks)
+            self._final -= dirty
         except Exception:
             self._dirty |= dirty
             raise

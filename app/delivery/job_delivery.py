@@ -1,14 +1,16 @@
 """One job's delivery on this worker: its queue -> job-wide batches -> requests.
 
 Wiring only; each part has its own module:
-- `QueueConsumer` (transport) reads the job's queue and commits only finished offsets;
+- `JobQueue` (transport) reads the job's queue through the process's shared reader and
+  commits only finished offsets;
 - `JobBatcher` (domain) forms job-wide batches and keeps one user's events in order;
 - `RequestSender` attempts each request until delivered or omitted (`domain/attempt.py`
   decides what each attempt means);
 - `sinks` write dead letters and enrichment answers until the broker has them.
-At most the job's share of `worker_count` requests run at once on this worker (the group's
-assignor splits `worker_count` between workers). Before partitions move to another worker,
-requests in flight for them finish their current attempt and start no other.
+A job is delivered by one worker process at a time (the holder of its delivery slot,
+`app/domain/slots.py`), so at most `worker_count` requests run at once. Before the job moves
+to another process (`hand_over`), requests in flight finish their current attempt and start
+no other.
 """
 
 from __future__ import annotations
@@ -30,7 +32,6 @@ from app.domain.batching import JobBatcher
 from app.domain.enrichment import UnusableAnswer, answer_records
 from app.domain.job_state import JobRetrySchedule, JobStateMachine, JobStatus
 from app.domain.jobs import JobConfig
-from app.domain.limiter import AdjustableLimiter
 from app.domain.queue_record import QueuedEvent
 from app.domain.redaction import Redactor
 from app.domain.retry import RetryPolicy
@@ -41,9 +42,10 @@ from app.transport import metrics
 from app.transport.auth_resolver import AuthResolver
 from app.transport.http import WebhookClient, exception_text
 from app.transport.job_log import JobLog
+from app.transport.job_queue import JobQueue
 from app.transport.kafka import cancel_and_wait
 from app.transport.kafka_admin import SharedAdmin, ensure_topics
-from app.transport.queue_consumer import QueueConsumer
+from app.transport.queue_reader import QueueReader
 from app.transport.sinks import deadletter_records, publish_until_acked
 from app.transport.template_runner import TemplateRunner
 
@@ -60,7 +62,7 @@ class Item:
     offset: int
     event: QueuedEvent
     url: str
-    epoch: int  # the assignment of `tp` that read it (QueueConsumer)
+    epoch: int  # the reading of `tp` that read it (JobQueue)
 
 
 class JobDelivery:
@@ -76,7 +78,8 @@ class JobDelivery:
         status: JobStatus,
         templates: TemplateRunner,
         joblog: JobLog,
-        admin: SharedAdmin | None = None,
+        reader: QueueReader,
+        admin: SharedAdmin,
         signer: JobSigner | None = None,
     ) -> None:
         self.job = job
@@ -94,17 +97,15 @@ class JobDelivery:
         self.batcher: JobBatcher[Item] = JobBatcher(
             job.batch_size if job.batch else 1, settings.batch_window_s
         )
-        self.limiter = AdjustableLimiter(job.worker_count)
-        self.queue = QueueConsumer(
-            settings,
+        self.limit = job.worker_count  # the whole job is delivered by this process
+        self.queue = JobQueue(
+            reader,
+            admin,
             delivery_group(settings, job.id),
             job.queue_topic,
             job.worker_count,
             MAX_WAITING_PER_REQUEST_SLOT * job.worker_count,
             on_records=self._on_records,
-            on_revoked=self._release,
-            on_assigned=self._resize,
-            admin=admin,
         )
         self.sender = RequestSender(
             job,
@@ -130,7 +131,23 @@ class JobDelivery:
             )
         await self.queue.start()
         self._batching = asyncio.create_task(self._batches(), name=f"batches-{self.job.id}")
-        log.info("delivery started for job %s (%s)", self.job.id, self.job.queue_topic)
+        log.info(
+            "delivery started for job %s (%s, partitions %s, worker_count %d)",
+            self.job.id,
+            self.job.queue_topic,
+            [tp.partition for tp in self.queue.partitions],
+            self.job.worker_count,
+        )
+
+    async def hand_over(self) -> None:
+        """Stop before the job moves to another worker process: read no more, let requests
+        in flight end their current attempt (none starts another), commit what finished.
+        Events not delivered are left to the new deliverer."""
+        await self.queue.stop_reading()
+        self._releasing.update(self.queue.partitions)
+        if self._sending:
+            await asyncio.wait(list(self._sending), timeout=self.settings.http_total_timeout_s + 5)
+        await self.stop()
 
     async def stop(self) -> None:
         await self.queue.stop_reading()
@@ -143,7 +160,7 @@ class JobDelivery:
     def diagnostics(self) -> dict[str, Any]:
         """What `kill -USR1` logs for this job: where each partition's commit waits."""
         return self.queue.diagnostics() | {
-            "limit": self.limiter.limit,
+            "limit": self.limit,
             "sending": len(self._sending),
             "waiting": len(self.batcher),
             "busy_keys": self.batcher.busy_keys,
@@ -151,30 +168,7 @@ class JobDelivery:
             "batching_done": self._batching is not None and self._batching.done(),
         }
 
-    # -- partitions moving -----------------------------------------------------------------
-
-    async def _resize(self, assigned: list[TopicPartition], share: int) -> None:
-        """Take the share of `worker_count` the group's assignor gave this worker."""
-        self._releasing.clear()
-        await self.limiter.set_limit(share if assigned else 1)
-        log.info(
-            "job %s: queue partitions %s, %d of worker_count %d",
-            self.job.id,
-            sorted(tp.partition for tp in assigned),
-            share,
-            self.job.worker_count,
-        )
-        self._wake.set()
-
-    async def _release(self, revoked: list[TopicPartition]) -> None:
-        """Before partitions go to another worker: requests in flight end their current
-        attempt (no new one starts for them); their waiting events are left to the new
-        owner. The queue then commits and forgets the partitions."""
-        self._releasing.update(revoked)
-        if self._sending:
-            await asyncio.wait(list(self._sending), timeout=self.settings.http_total_timeout_s + 5)
-        gone = set(revoked)
-        self.batcher.drop(lambda item: item.tp in gone)
+    # -- moving to another worker -----------------------------------------------------------
 
     def _check_owned(self, items: list[Item]) -> None:
         if self._releasing and any(i.tp in self._releasing for i in items):
@@ -211,7 +205,7 @@ class JobDelivery:
         """Start a request for each batch that may go, while the job's share allows."""
         while True:
             now = time.monotonic()
-            while len(self._sending) < self.limiter.limit:
+            while len(self._sending) < self.limit:
                 got = self.batcher.take(now)
                 if got is None:
                     break

@@ -231,3 +231,48 @@ async def delete_topic(settings: Settings, topic: str) -> bool:
 async def consumer_group_exists(settings: Settings, group: str) -> bool:
     async with admin_client(settings) as admin:
         return group in {g[0] for g in await admin.list_consumer_groups()}
+
+
+class CommitRefused(RuntimeError):
+    """The broker refused a commit into a group (with Kafka's error code)."""
+
+    def __init__(self, group: str, code: int) -> None:
+        super().__init__(f"commit into group {group} refused: error {code}")
+        self.code = code
+
+
+# A commit without membership is refused while the group has members (an older version's
+# per-job consumers): UNKNOWN_MEMBER_ID, ILLEGAL_GENERATION.
+GROUP_HAS_MEMBERS = {22, 25}
+
+
+async def commit_group_offsets(
+    admin: AIOKafkaAdminClient, group: str, offsets: dict[TopicPartition, tuple[int, str]]
+) -> None:
+    """Commit `offsets` (offset, metadata) into `group` without being a member of it: a
+    "simple" commit (generation -1), as Kafka's admin `alterConsumerGroupOffsets` does. The
+    broker accepts it while the group has no members. Raises CommitRefused, or a retriable
+    KafkaError when the coordinator moved."""
+    from aiokafka.errors import for_code
+    from aiokafka.protocol.commit import OffsetCommitRequest
+
+    by_topic: dict[str, list[tuple[int, int, str]]] = {}
+    for tp, (offset, metadata) in sorted(offsets.items()):
+        by_topic.setdefault(tp.topic, []).append((tp.partition, offset, metadata))
+    request = OffsetCommitRequest(group, -1, "", -1, sorted(by_topic.items()))
+    coordinator = await admin.find_coordinator(group)
+    response = await admin._send_request(request, coordinator)
+    for _topic, partitions in response.topics:
+        for _partition, code in partitions:
+            if code == 0:
+                continue
+            error = for_code(code)
+            if error.retriable:
+                raise error(f"commit into group {group}")
+            raise CommitRefused(group, code)
+
+
+async def group_member_count(admin: AIOKafkaAdminClient, group: str) -> int:
+    """How many members a consumer group has now (0 when it does not exist)."""
+    responses = await admin.describe_consumer_groups([group])
+    return sum(len(g[5]) for r in responses for g in r.groups if g[1] == group)

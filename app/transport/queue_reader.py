@@ -1,0 +1,156 @@
+"""The one reader of every job queue this worker process delivers.
+
+One aiokafka consumer without a group reads the partitions of all the jobs this process
+holds (`app/domain/slots.py`): one fetch request per broker for all of them, however many
+jobs there are, and no group membership, heartbeat or commit loop per job. Each job is a
+`JobQueue` (`job_queue.py`): it decides where its partitions start, takes the records
+handed to it and commits its own offsets.
+
+- Adding or removing a job is local: the assignment is replaced and, with no `await` in
+  between, every partition is sought to the next offset its job expects and paused again if
+  its job is paused. Records fetched but not yet handed on are fetched again; none is lost
+  or handed on twice (the job's `take` drops offsets below its next one). Changes made in the
+  same loop turn are applied as one.
+- A job that must not read (too much in flight, or stopping) is paused: its partitions keep
+  their positions and are left out of the fetch request; the other jobs read on.
+- Handing records on never waits for a job (`JobQueue.take` only appends to the job's inbox),
+  so a slow template, endpoint or dead-letter write delays only its own job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any, Protocol
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from app.settings import Settings
+from app.transport.kafka import cancel_and_wait, start_client
+from app.transport.kafka_security import connection_options
+
+log = logging.getLogger(__name__)
+
+# An idle queue is long-polled: the broker answers as soon as a record arrives, so a longer
+# wait costs no latency, while each poll costs both sides CPU.
+QUEUE_FETCH_WAIT_MS = 1000
+
+
+class Reads(Protocol):
+    """What the reader needs of a job's queue."""
+
+    topic: str
+    partitions: list[TopicPartition]
+    paused: bool
+
+    def position(self, tp: TopicPartition) -> int: ...
+
+    def take(self, tp: TopicPartition, records: list[Any]) -> None: ...
+
+
+class QueueReader:
+    """Reads the queues of the jobs added to it; see the module docstring."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.queues: dict[str, Reads] = {}
+        self.reassignments = 0
+        self._by_tp: dict[TopicPartition, Reads] = {}
+        self._consumer: AIOKafkaConsumer | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._pending = False
+        self._has_partitions = asyncio.Event()
+
+    async def start(self) -> None:
+        self._consumer = AIOKafkaConsumer(
+            **connection_options(self.settings),
+            group_id=None,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",  # an offset gone by retention: its first one kept
+            max_poll_records=2000,
+            fetch_max_wait_ms=QUEUE_FETCH_WAIT_MS,
+            metadata_max_age_ms=30000,
+        )
+        await start_client(self.settings, self._consumer)
+        self._task = asyncio.create_task(self._read(), name="queue-reader")
+
+    async def stop(self) -> None:
+        await cancel_and_wait(self._task)
+        if self._consumer is not None:
+            await self._consumer.stop()
+            self._consumer = None
+
+    def add(self, queue: Reads) -> None:
+        self.queues[queue.topic] = queue
+        self._schedule()
+
+    def remove(self, queue: Reads) -> None:
+        if self.queues.get(queue.topic) is queue:
+            del self.queues[queue.topic]
+            self._schedule()
+
+    def pause(self, queue: Reads) -> None:
+        if self._consumer is not None and self.queues.get(queue.topic) is queue:
+            self._consumer.pause(*self._assigned(queue))
+
+    def resume(self, queue: Reads) -> None:
+        if self._consumer is not None and self.queues.get(queue.topic) is queue:
+            self._consumer.resume(*self._assigned(queue))
+
+    def highwater(self, tp: TopicPartition) -> int | None:
+        if self._consumer is None or tp not in self._by_tp:
+            return None
+        high: int | None = self._consumer.highwater(tp)
+        return high
+
+    def diagnostics(self) -> dict[str, Any]:
+        consumer = self._consumer
+        return {
+            "jobs": len(self.queues),
+            "partitions": len(self._by_tp),
+            "paused": len(consumer.paused()) if consumer is not None else 0,
+            "reassignments": self.reassignments,
+            "reading": self._task is not None and not self._task.done(),
+        }
+
+    def _assigned(self, queue: Reads) -> list[TopicPartition]:
+        return [tp for tp in queue.partitions if self._by_tp.get(tp) is queue]
+
+    def _schedule(self) -> None:
+        if not self._pending:
+            self._pending = True
+            asyncio.get_running_loop().call_soon(self._reassign)
+
+    def _reassign(self) -> None:
+        """Assign every queue's partitions, seek each to where its job goes on, and pause
+        those of paused jobs: synchronously, so no fetch result lands in between."""
+        self._pending = False
+        consumer = self._consumer
+        if consumer is None:
+            return
+        by_tp = {tp: q for q in self.queues.values() for tp in q.partitions}
+        self._by_tp = by_tp
+        self.reassignments += 1
+        if by_tp:
+            self._has_partitions.set()
+        else:
+            self._has_partitions.clear()
+        consumer.assign(list(by_tp))
+        paused = []
+        for tp, queue in by_tp.items():
+            consumer.seek(tp, queue.position(tp))
+            if queue.paused:
+                paused.append(tp)
+        if paused:
+            consumer.pause(*paused)
+
+    async def _read(self) -> None:
+        consumer = self._consumer
+        assert consumer is not None
+        while True:
+            await self._has_partitions.wait()  # with nothing assigned getmany would spin
+            batches = await consumer.getmany(timeout_ms=QUEUE_FETCH_WAIT_MS)
+            for tp, records in batches.items():
+                queue = self._by_tp.get(tp)
+                if queue is not None and records:
+                    queue.take(tp, records)
