@@ -111,6 +111,9 @@ class Settings(BaseSettings):
     """Job logs (`webhooks jobs logs ID`): key = job id; kept 7 days or 256 MiB a partition."""
     worker_id: str = Field(default_factory=socket.gethostname)
     """This worker's name in job statuses; keep it stable across restarts."""
+    processes: int | None = Field(default=None, ge=1, le=256)
+    """Worker processes `webhooks worker` runs side by side (one per core); default: the
+    cores this machine or container may use (CPU affinity and cgroup quota)."""
     backfills_topic: str = "webhook-backfills"
     """Compacted topic of backfill requests, key = job id."""
     backfill_progress_topic: str = "webhook-backfill-progress"

@@ -75,6 +75,7 @@ def test_env(kafka: str, tmp_path: Path, local_tls: LocalTLS) -> dict[str, str]:
         "WEBHOOKS_ENRICHMENT_TOPIC": f"webhook_enrichment-{tag}",
         "WEBHOOKS_INPUT_PARTITIONS": "2",
         "WEBHOOKS_QUEUE_PARTITIONS": "2",
+        "WEBHOOKS_PROCESSES": "1",  # one worker process each, unless a test asks for more
         "WEBHOOKS_DATA_DIR": str(tmp_path / "worker-data"),
         "WEBHOOKS_SECRET_KEY": f"test-secret-key-{tag}",
         "WEBHOOKS_ALLOWED_PRIVATE_NETS": "127.0.0.0/8",

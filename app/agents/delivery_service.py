@@ -133,6 +133,11 @@ class DeliveryService:
     async def _slots_changed(self, taken: set[int], released: set[int]) -> None:
         """Start the jobs of the slots taken; hand over those of the slots released (their
         requests in flight end, their offsets are committed) before the slots are given up."""
+        if taken:
+            try:
+                await self.status.learn_elsewhere()
+            except Exception as exc:  # the jobs start as running here
+                log.warning("could not read the statuses of jobs moving here: %s", exc)
         self.held = (self.held | taken) - released
         moved = taken | released
         jobs = [j for j in self.registry.jobs if slot_of(j) in moved]

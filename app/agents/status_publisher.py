@@ -14,10 +14,11 @@ from collections.abc import Mapping
 from aiokafka import AIOKafkaProducer
 
 from app.delivery.job_delivery import JobDelivery
-from app.domain.job_state import JobStatus
+from app.domain.job_state import JobStatus, carry_state
 from app.domain.status_record import (
     WORKER_RECORD,
     decode_status,
+    decode_status_record,
     encode_status_record,
     split_status_key,
     status_key,
@@ -52,12 +53,16 @@ class StatusPublisher:
         self._dirty: set[str] = set()
         self._parked: dict[str, JobStatus] = {}
         self._final: set[str] = set()  # parked jobs whose last record is still to write
+        self._elsewhere: dict[str, JobStatus] = {}  # other workers' latest, of jobs moving here
 
     def take(self, job_id: str, now: float) -> JobStatus:
         """This worker holds the job (again): its status, reported from now on."""
         status = self.statuses.get(job_id)
         if status is None:
             status = self._parked.pop(job_id, None) or JobStatus(since=now)
+            previous = self._elsewhere.pop(job_id, None)
+            if previous is not None:
+                carry_state(status, previous)
             self.statuses[job_id] = status
             self._final.discard(job_id)
             self._dirty.add(job_id)
@@ -93,6 +98,25 @@ class StatusPublisher:
             if job_id not in known_jobs:
                 del self._parked[job_id]
                 self._dirty.add(job_id)
+
+    async def learn_elsewhere(self) -> None:
+        """Read the latest status other workers wrote of each job (before jobs move here, so
+        `take` carries their state over)."""
+        latest: dict[str, tuple[float, JobStatus]] = {}
+        view = await read_compacted(self.settings, self.settings.status_topic)
+        for key, value in view.items():
+            parts = split_status_key(key.decode(errors="replace"))
+            if parts is None or parts[1] == self.settings.worker_id or parts[0] == WORKER_RECORD:
+                continue
+            doc = decode_status_record(value)
+            status = decode_status(value)
+            if doc is None or status is None:
+                continue
+            updated = doc.get("updated_at")
+            at = float(updated) if isinstance(updated, int | float) else 0.0
+            if parts[0] not in latest or at > latest[parts[0]][0]:
+                latest[parts[0]] = (at, status)
+        self._elsewhere = {job_id: status for job_id, (_at, status) in latest.items()}
 
     async def _read_own_statuses(self) -> dict[str, JobStatus]:
         """This worker's job statuses as it last wrote them (they survive restarts)."""

@@ -22,6 +22,7 @@ from app.cli.deadletters_cli import deadletters_group
 from app.cli.files import load_documents
 from app.cli.jobs_cli import jobs
 from app.cli.running import UsageProblem, check_secret_key, run_async
+from app.cli.supervisor import Supervisor, usable_cpus
 from app.domain.secrets import generate_key
 from app.settings import Settings, SettingsError, get_settings
 from app.topic_catalog import load_catalog
@@ -48,9 +49,17 @@ def cli(ctx: click.Context) -> None:
 
 @cli.command()
 @click.option("--loglevel", "-l", default="info", show_default=True)
-def worker(loglevel: str) -> None:
+@click.option(
+    "--processes",
+    "-p",
+    type=click.IntRange(1, 256),
+    help="Worker processes to run, one per core (default WEBHOOKS_PROCESSES, else the "
+    "cores this machine or container may use).",
+)
+def worker(loglevel: str, processes: int | None) -> None:
     """Run a worker (router + delivery); scale out by starting more."""
     settings = get_settings()
+    count = processes or settings.processes or usable_cpus()
     # Before Faust starts: a malformed key is one line on stderr and exit status 2.
     if check_secret_key(warn=True) is None:
         click.echo(
@@ -63,6 +72,8 @@ def worker(loglevel: str) -> None:
         raise click.ClickException(str(exc)) from None
     for spec in created:
         click.echo(f"created topic {spec.name}", err=True)
+    if count > 1:
+        sys.exit(Supervisor(settings, count, loglevel).run())
     from faust import Worker
 
     from app.main import app

@@ -93,6 +93,22 @@ class JobStatus:
         )
 
 
+def carry_state(into: JobStatus, previous: JobStatus) -> None:
+    """A job that moved here from another worker keeps the state it had there, when that is
+    newer than this worker's own: an erroring job keeps its retry schedule, a sleeping one
+    its wake-up time, a failed one stays failed until resumed. Counters stay each worker's
+    own (readers add them up)."""
+    if previous.since <= into.since:
+        return
+    into.state = previous.state
+    into.since = previous.since
+    into.next_run = previous.next_run
+    into.consecutive_failures = previous.consecutive_failures
+    into.error_attempt = previous.error_attempt
+    into.error_since = previous.error_since
+    into.last_error = previous.last_error
+
+
 class JobStateMachine:
     """Applies request outcomes to a JobStatus; `take_changed` tells whether it changed."""
 

@@ -220,3 +220,23 @@ def test_the_machine_reports_its_own_changes() -> None:
 def test_counters_of_older_records_are_read() -> None:
     doc = {"delivered_requests": 2, "retried_requests": 7, "failed_requests": 7}
     assert Counters.from_dict(doc) == Counters(delivered_requests=2, failed_requests=7)
+
+
+def test_a_job_moving_between_workers_keeps_its_newer_state_not_the_counters() -> None:
+    from app.domain.job_state import Counters, LastError, carry_state
+
+    previous = JobStatus(
+        state="failed",
+        since=200.0,
+        error_since=100.0,
+        last_error=LastError(150.0, "HTTP 500"),
+        counters=Counters(delivered_events=7),
+    )
+    here = JobStatus(since=50.0, counters=Counters(delivered_events=3))
+    carry_state(here, previous)
+    assert (here.state, here.since, here.error_since) == ("failed", 200.0, 100.0)
+    assert here.last_error == LastError(150.0, "HTTP 500")
+    assert here.counters.delivered_events == 3, "counters stay this worker's own"
+    older = JobStatus(state="error", since=10.0)
+    carry_state(here, older)
+    assert here.state == "failed", "an older state elsewhere changes nothing"
