@@ -11,7 +11,6 @@ doubles while it keeps dying (1 s up to 30 s).
 
 from __future__ import annotations
 
-import logging
 import math
 import os
 import signal
@@ -23,8 +22,6 @@ from pathlib import Path
 from types import FrameType
 
 from app.settings import Settings
-
-log = logging.getLogger(__name__)
 
 RESTART_PAUSE_S = (1.0, 30.0)
 STABLE_AFTER_S = 60.0  # a child that ran this long restarts after the shortest pause
@@ -98,6 +95,7 @@ class Supervisor:
         """A child in a session of its own, so a signal reaches it once (from here), not
         also from the terminal; it is sent SIGTERM if this process dies (Linux)."""
         env = {**os.environ, **child_env(self.settings, index)}
+        Path(env["WEBHOOKS_DATA_DIR"]).mkdir(parents=True, exist_ok=True)
         return subprocess.Popen(
             self.command, env=env, start_new_session=True, preexec_fn=_term_with_parent
         )
@@ -107,11 +105,8 @@ class Supervisor:
             signal.signal(sig, self._stop)
         now = time.monotonic()
         self.children = [Child(i, self.spawn(i), now) for i in range(self.processes)]
-        log.info(
-            "worker: %d processes (pids %s)",
-            self.processes,
-            [c.proc.pid for c in self.children],
-        )
+        pids = ", ".join(str(c.proc.pid) for c in self.children)
+        print(f"worker: {self.processes} processes (pids {pids})", file=sys.stderr, flush=True)
         while True:
             alive = 0
             for child in self.children:

@@ -146,10 +146,14 @@ def workers_behind(
     now: float,
     stale_after_s: float = STALE_AFTER_S,
 ) -> list[str]:
-    """Of the live `workers`, those whose live record of the job is missing or reports
-    another config version than `version`."""
+    """Who keeps the job from running `version`: the live workers whose live record of it
+    reports another version; or, while no live record reports `version` (no worker has
+    taken the job up yet), all live `workers`. A job is delivered by the one worker that
+    holds its delivery slot, so the others have no live record of it."""
     running = {
         str(r.get("worker_id", "?")): r.get("version")
         for r in live_records(job_records, now, stale_after_s)
     }
-    return sorted(w for w in workers if running.get(w) != version)
+    if version not in running.values():
+        return sorted(workers)
+    return sorted(w for w, v in running.items() if v != version)

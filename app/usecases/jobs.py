@@ -263,8 +263,8 @@ async def delete(settings: Settings, job_id: str, force: bool = False) -> list[s
 
 
 async def wait_applied(settings: Settings, job_ids: Sequence[str], timeout_s: float) -> list[str]:
-    """Return once every live worker reports running the stored version of each job;
-    CommandFailed naming the workers that do not after `timeout_s`."""
+    """Return once each job's worker (the holder of its delivery slot) reports running its
+    stored version; CommandFailed naming the workers that do not after `timeout_s`."""
     jobs = await load_jobs(settings)
     versions = {j: config_version(jobs[j].config.to_json_dict()) for j in job_ids if j in jobs}
     stale = stale_after(settings.status_heartbeat_s)
@@ -280,14 +280,21 @@ async def wait_applied(settings: Settings, job_ids: Sequence[str], timeout_s: fl
         behind = {j: ws for j, ws in behind.items() if ws}
         if workers and not behind:
             return [
-                f"job {j}: version {v} runs on {len(workers)} live worker(s)"
+                f"job {j}: version {v} runs on worker "
+                + ", ".join(
+                    sorted(
+                        str(r.get("worker_id"))
+                        for r in live_records(statuses.get(j, []), now, stale)
+                        if r.get("version") == v
+                    )
+                )
                 for j, v in versions.items()
             ]
         if time.monotonic() >= deadline:
             if not workers:
                 raise CommandFailed(f"no live worker after {timeout_s:g} s: nothing runs the job")
             raise CommandFailed(
-                f"not every live worker runs the applied version after {timeout_s:g} s: "
+                f"the applied version does not run yet after {timeout_s:g} s: "
                 + "; ".join(f"job {j}: {', '.join(ws)}" for j, ws in sorted(behind.items()))
             )
         await asyncio.sleep(0.5)

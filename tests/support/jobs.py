@@ -43,6 +43,22 @@ def triggers_job(url: str, **fields: Any) -> dict[str, Any]:
     }
 
 
+def triggers_job_in_slot(slot: int, url: str, **fields: Any) -> dict[str, Any]:
+    """A triggers job whose id falls in delivery slot `slot` (`app/domain/slots.py`), so a
+    test can place jobs on different worker processes."""
+    from app.domain.slots import slot_of
+
+    while True:
+        job = triggers_job(url, **fields)
+        if slot_of(job["id"]) == slot:
+            return job
+
+
+# Slots that two workers never hold all of alone, whether they joined one after the other
+# (the first keeps 0-31, the second gets 32-63) or together (the slots alternate).
+SPREAD_SLOTS = (0, 1, 62, 63)
+
+
 async def apply_jobs(
     env: dict[str, str], tmp_path: Path, worker: WorkerProcess, *jobs: dict[str, Any]
 ) -> None:

@@ -92,8 +92,17 @@ def test_workers_behind_names_live_workers_not_on_the_version() -> None:
     others = [rec("idle", "running", 1, version="z")]
     workers = live_workers(job + others, NOW)
     assert workers == {"new", "old", "idle"}
-    assert workers_behind("v2", job, workers, NOW) == ["idle", "old"]
-    assert workers_behind("v2", job[:1], {"new"}, NOW) == []
+    # A worker without a record of the job does not hold it: it is not behind.
+    assert workers_behind("v2", job, workers, NOW) == ["old"]
+    assert workers_behind("v2", job[:1], workers, NOW) == []
+    # Until some live worker runs the version, every live worker is named (nobody took the
+    # job up yet), also when only a dead one had it.
+    assert workers_behind("v2", job[1:], workers, NOW) == ["idle", "new", "old"]
+    assert workers_behind("v2", [rec("dead", "running", 60, version="v2")], workers, NOW) == [
+        "idle",
+        "new",
+        "old",
+    ]
 
 
 def test_summary_lists_worker_versions() -> None:
