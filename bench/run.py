@@ -3,14 +3,18 @@
 For each mode (unbatched: worker_count 20; batched: batch_size 100) it produces N events
 (default 100 000) to a fresh input topic, lets a `webhooks worker` process deliver them to a
 local HTTPS receiver (its own process), then does the same with the baseline consumer, and
-reports delivered events/s, produce-to-receive latency p50/p99, and service/baseline ratios.
-Everything runs on this machine against the local broker; nothing else is contacted.
+reports delivered events/s, produce-to-receive latency p50/p99, CPU seconds per 1 000 events
+while draining, and service/baseline ratios. Then the restart figure, many jobs on one worker
+(`--jobs`) and job churn beside running jobs (`--churn`). Everything runs on this machine
+against the local broker; nothing else is contacted.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
+import itertools
 import json
 import os
 import signal
@@ -32,11 +36,29 @@ from aiokafka import AIOKafkaProducer
 from app.settings import settings_from_env
 from app.transport.kafka_admin import admin_client
 from bench.memory import drained, rss_mib
+from bench.proc import cpu_seconds, socket_count
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 USERS = 10_000
 RECEIVER_PORT = 18443
+CPU_RATIO_AIM = 2.0  # service CPU per event at most twice the baseline's
+CHURN_GAP_AIM_MS = 1000.0
+
+
+@functools.cache
+def queue_topic_pattern() -> str:
+    """How a job's queue topic is named: the declared `topics/webhook-queue-JOB_ID.json`
+    (`webhook-queue-{job_id}`, see `app/topic_catalog.py`)."""
+    try:
+        doc = json.loads((ROOT / "topics" / "webhook-queue-JOB_ID.json").read_text())
+        return str(doc["name"])
+    except (OSError, ValueError, KeyError):
+        return "webhook-queue-{job_id}"
+
+
+def queue_topic(job_id: str) -> str:
+    return queue_topic_pattern().format(job_id=job_id)
 
 
 @dataclass
@@ -47,10 +69,36 @@ class Result:
     p50_ms: float
     p99_ms: float
     peak_rss_mib: float | None = None
+    cpu_s: float | None = None  # CPU of the process tree from the first to the N-th event
+    cpu_events: int = 0  # events received in that window
 
     @property
     def rate(self) -> float:
         return self.events / self.seconds if self.seconds else 0.0
+
+    @property
+    def cpu_s_per_1000(self) -> float | None:
+        if self.cpu_s is None or self.cpu_events <= 0:
+            return None
+        return self.cpu_s / self.cpu_events * 1000
+
+
+def cpu_ratio(svc: Result, base: Result | None) -> float | None:
+    """Service CPU per event over the baseline's."""
+    if base is None or svc.cpu_s_per_1000 is None or not base.cpu_s_per_1000:
+        return None
+    return svc.cpu_s_per_1000 / base.cpu_s_per_1000
+
+
+def largest_gap(times: list[float], start: float, end: float, observed: float) -> float:
+    """The longest interval between consecutive receive `times` that overlaps [start, end];
+    `observed` (when the times were read) closes the last interval, so a job that stopped
+    receiving counts up to then."""
+    ordered = [t for t in sorted(times) if t <= observed] + [observed]
+    gaps = [b - a for a, b in itertools.pairwise(ordered) if b >= start and a <= end]
+    if not any(t < start for t in ordered):  # nothing before the window: count from its start
+        gaps.append(ordered[0] - start)
+    return max(gaps, default=0.0)
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -64,6 +112,7 @@ class Bench:
     def __init__(self, n: int, bootstrap: str, workdir: Path) -> None:
         self.n = n
         self.workers = 1
+        self.processes: int | None = None  # per worker; None: the worker's default (cores)
         self.latency_rate = 1000
         self.latency_seconds = 10
         self.bootstrap = bootstrap
@@ -99,13 +148,23 @@ class Bench:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
 
-    async def receiver_call(self, method: str, path: str) -> Any:
+    async def receiver_call(self, method: str, path: str, body: Any = None) -> Any:
         ctx_ssl = __import__("ssl").create_default_context(cafile=str(self.ca_path))
+        data = None if body is None else orjson.dumps(body)
         async with (
             aiohttp.ClientSession() as session,
-            session.request(method, f"https://127.0.0.1:{RECEIVER_PORT}{path}", ssl=ctx_ssl) as r,
+            session.request(
+                method, f"https://127.0.0.1:{RECEIVER_PORT}{path}", data=data, ssl=ctx_ssl
+            ) as r,
         ):
             return orjson.loads(await r.read()) if r.status == 200 else None
+
+    async def watch_cpu(self, pids: list[int], count: int) -> None:
+        """Have the receiver sample the CPU of `pids` (with their descendants) at the first
+        event and at the `count`-th (see `bench/receiver.py`)."""
+        watch = await self.receiver_call("POST", "/watch", {"pids": pids, "count": count})
+        if watch is None or watch["late"]:
+            print("CPU watch set after the first event: no CPU figure for this run", flush=True)
 
     async def start_receiver(self) -> None:
         self.spawn(
@@ -205,9 +264,15 @@ class Bench:
         raise RuntimeError(f"{name}: only {stats.get('events')} of {count} delivered")
 
     async def measure(self, name: str, topic: str) -> Result:
-        """Throughput draining a backlog of N; then latency of events paced below capacity."""
+        """Throughput draining a backlog of N (and the CPU it cost, if `watch_cpu` was
+        called); then latency of events paced below capacity."""
         drained = await self.wait_for(self.n, name)
         seconds = drained["last"] - drained["first"]
+        cpu_s, cpu_events = None, 0
+        watch = drained.get("cpu")
+        if watch and not watch["late"] and watch["last_cpu_s"] is not None:
+            cpu_s = watch["last_cpu_s"] - watch["first_cpu_s"]
+            cpu_events = watch["last_events"] - watch["first_events"]
         await self.receiver_call("POST", "/reset")
         paced = self.latency_rate * self.latency_seconds
         await self.produce(topic, paced, rate=self.latency_rate, first=self.n)
@@ -219,6 +284,8 @@ class Bench:
             seconds=seconds,
             p50_ms=percentile(latencies, 0.50),
             p99_ms=percentile(latencies, 0.99),
+            cpu_s=cpu_s,
+            cpu_events=cpu_events,
         )
 
     def env(self, tag: str) -> dict[str, str]:
@@ -233,7 +300,7 @@ class Bench:
             "WEBHOOKS_CA_BUNDLE": str(self.ca_path),
             "WEBHOOKS_ALLOWED_PRIVATE_NETS": "127.0.0.0/8",
             "WEBHOOKS_DATA_DIR": str(self.workdir / f"data-{tag}"),
-        }
+        } | ({"WEBHOOKS_PROCESSES": str(self.processes)} if self.processes else {})
 
     def cli(self, env: dict[str, str], *args: str) -> None:
         """Run a `webhooks` command with `env`; its failure stops the benchmark."""
@@ -272,6 +339,7 @@ class Bench:
             self.spawn([webhooks, "worker", "-l", "info"], env, f"worker-{tag}-{i}.log")
             for i in range(self.workers)
         ]
+        await self.watch_cpu([w.pid for w in workers], self.n)
         peak = [0.0]
 
         async def sample() -> None:
@@ -327,12 +395,26 @@ class Bench:
             "restored_from_snapshots": "local snapshots of" in log,
         }
 
+    async def topic_partitions(self, names: list[str]) -> dict[str, int]:
+        """Partitions of each of the topics `names` that exists (one metadata request for
+        every topic, so a missing one is not auto-created)."""
+        settings = settings_from_env({"WEBHOOKS_KAFKA_BOOTSTRAP": self.bootstrap})
+        wanted = set(names)
+        async with admin_client(settings) as admin:
+            topics = await admin.describe_topics()
+        return {
+            t["topic"]: len(t["partitions"])
+            for t in topics
+            if t["topic"] in wanted and not t["error_code"]
+        }
+
     async def many_jobs(self, jobs: int) -> dict[str, Any]:
-        """`jobs` audience-triggers jobs on one worker (queue topics of 2 partitions): one
+        """`jobs` audience-triggers jobs on one worker (queue topics as the default makes): one
         event per job produced before the worker starts; the time from spawning it until
-        every job delivered its event, then its sockets and its CPU while idle for 10 s."""
+        every job delivered its event, then its sockets and its CPU while idle for 10 s; then
+        the partitions of the jobs' queue topics (`queue_topic`), per job."""
         tag = uuid.uuid4().hex[:8]
-        env = {**self.env(tag), "WEBHOOKS_QUEUE_PARTITIONS": "2"}
+        env = self.env(tag)
         settings = settings_from_env(env)
         webhooks = str(BIN / "webhooks")
         self.cli(env, "topics", "create")
@@ -366,6 +448,7 @@ class Bench:
             idle_cpu = (cpu_seconds(worker.pid) - before) / 10
         finally:
             self.stop(worker)
+        partitions = await self.topic_partitions([queue_topic(str(d["id"])) for d in docs])
         return {
             "jobs": jobs,
             "apply_s": round(apply_s, 1),
@@ -373,6 +456,166 @@ class Bench:
             "start_to_every_job_delivered_s": round(every_job_s, 1),
             "sockets": sockets,
             "idle_cpu_of_a_core": round(idle_cpu, 3),
+            "queue_topics_found": len(partitions),
+            "queue_partitions_per_job": round(sum(partitions.values()) / jobs, 2),
+        }
+
+    async def stream(
+        self, topic: str, audiences: list[str], rate: float, stop: asyncio.Event
+    ) -> list[int]:
+        """Until `stop`: `rate` events a second for each audience in `audiences` (each event
+        an enter or exit of one of 500 users of that audience: one webhook each), paced on a
+        fixed schedule. Returns the count produced per audience."""
+        producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, linger_ms=5)
+        await producer.start()
+        produced = [0] * len(audiences)
+        started = time.monotonic()
+        tick = 0
+        try:
+            while not stop.is_set():
+                ahead = tick / rate - (time.monotonic() - started)
+                if ahead > 0:
+                    await asyncio.sleep(ahead)
+                for j, slug in enumerate(audiences):
+                    user = f"{slug}-u{tick % 500}"
+                    kind = "enter" if (tick // 500) % 2 == 0 else "exit"
+                    record = {
+                        "id": user,
+                        "data": {
+                            "email": f"{user}@example.com",
+                            "n": tick,
+                            "produced_at": time.time(),
+                        },
+                        "segment_events": [{"id": f"s-{slug}", "slug": slug, "event": kind}],
+                    }
+                    await producer.send(topic, orjson.dumps(record), key=user.encode())
+                    produced[j] += 1
+                tick += 1
+            await producer.flush()
+        finally:
+            await producer.stop()
+        return produced
+
+    async def cli_async(self, env: dict[str, str], *args: str) -> tuple[int, str]:
+        """Run a `webhooks` command at nice 10 (its Python start-up shares this machine's two
+        cores with the worker under test); its exit code and output."""
+        proc = await asyncio.create_subprocess_exec(
+            "nice",
+            "-n",
+            "10",
+            str(BIN / "webhooks"),
+            *args,
+            env={**os.environ, **env},
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            cwd=ROOT,
+        )
+        out, _ = await proc.communicate()
+        return proc.returncode or 0, out.decode(errors="replace").strip()
+
+    async def churn(self, running: int, rate: float, churned: int, parallel: int) -> dict[str, Any]:
+        """Job churn beside running jobs: one worker delivers `running` unbatched jobs, each
+        fed `rate` events/s to its own receiver path (`/hook/<job id>`); meanwhile `churned`
+        new jobs are created (one `webhooks jobs apply --wait`) and then deleted
+        (`webhooks jobs delete ID --force`, `parallel` at a time). The figure is the longest
+        time a running job went without a delivery during that window."""
+        tag = uuid.uuid4().hex[:8]
+        env = self.env(tag)
+        settings = settings_from_env(env)
+        self.cli(env, "topics", "create")
+        ids = [f"bench-{tag}-r{j}" for j in range(running)]
+        docs = [
+            {
+                "id": job_id,
+                "type": "audience_triggers",
+                "label": f"churn running {j}",
+                "audiences": [f"r{j}"],
+                "webhook_url": f"{self.url}/{job_id}",
+            }
+            for j, job_id in enumerate(ids)
+        ]
+        (self.workdir / f"churn-{tag}-running.yaml").write_text(yaml.safe_dump_all(docs))
+        self.cli(env, "jobs", "apply", str(self.workdir / f"churn-{tag}-running.yaml"))
+        churn_ids = [f"bench-{tag}-c{i}" for i in range(churned)]
+        churn_path = self.workdir / f"churn-{tag}-new.yaml"
+        churn_path.write_text(
+            yaml.safe_dump_all(
+                [
+                    {
+                        "id": job_id,
+                        "type": "audience_triggers",
+                        "label": f"churn new {i}",
+                        "audiences": [f"c{i}"],  # no events: only their start and stop count
+                        "webhook_url": f"{self.url}/{job_id}",
+                    }
+                    for i, job_id in enumerate(churn_ids)
+                ]
+            )
+        )
+        await self.receiver_call("POST", "/reset")
+        worker = self.spawn(
+            [str(BIN / "webhooks"), "worker", "-l", "info"], env, f"worker-{tag}-churn.log"
+        )
+        stop = asyncio.Event()
+        stream = asyncio.create_task(
+            self.stream(settings.input_topic, [f"r{j}" for j in range(running)], rate, stop)
+        )
+        failures: list[str] = []
+        try:
+            deadline = time.monotonic() + 300
+            while True:  # every running job delivers
+                paths = await self.receiver_call("GET", "/paths")
+                if all(paths.get(job_id) for job_id in ids):
+                    break
+                if time.monotonic() > deadline or stream.done():
+                    raise RuntimeError(f"churn: {len(paths)} of {running} jobs delivering")
+                await asyncio.sleep(0.5)
+            await asyncio.sleep(5)  # steady state, the reference for the gaps
+            started = time.time()
+            code, out = await self.cli_async(
+                env, "jobs", "apply", str(churn_path), "--wait", "--timeout", "120"
+            )
+            created = time.time()
+            if code:
+                failures.append(f"apply: exit {code}: {out[-300:]}")
+            limit = asyncio.Semaphore(parallel)
+
+            async def delete(job_id: str) -> None:
+                async with limit:
+                    code, out = await self.cli_async(env, "jobs", "delete", job_id, "--force")
+                if code:
+                    failures.append(f"delete {job_id}: exit {code}: {out[-300:]}")
+
+            await asyncio.gather(*(delete(job_id) for job_id in churn_ids))
+            ended = time.time()
+            await asyncio.sleep(3)  # deliveries after the window close its last gaps
+            paths = await self.receiver_call("GET", "/paths")
+            observed = time.time()
+        finally:
+            stop.set()
+            produced = await stream
+            self.stop(worker)
+        gaps = {j: largest_gap(paths.get(j, []), started, ended, observed) for j in ids}
+        steady = {j: largest_gap(paths.get(j, []), started - 5, started, started) for j in ids}
+        worst = max(gaps, key=lambda j: gaps[j])
+        return {
+            "running_jobs": running,
+            "events_per_s_per_job": rate,
+            "churned_jobs": churned,
+            "delete_parallel": parallel,
+            "create_s": round(created - started, 2),
+            "delete_s": round(ended - created, 2),
+            "max_gap_ms": round(gaps[worst] * 1000),
+            "max_gap_job": worst,
+            "max_gap_ms_per_job": [round(gaps[j] * 1000) for j in ids],
+            "steady_max_gap_ms": round(max(steady.values()) * 1000),
+            "min_deliveries_per_s_in_window": round(
+                min(sum(started <= t <= ended for t in paths.get(j, [])) for j in ids)
+                / max(ended - started, 1e-9),
+                1,
+            ),
+            "produced": sum(produced),
+            "failures": failures,
         }
 
     async def baseline(self, name: str, batch_size: int) -> Result:
@@ -408,22 +651,11 @@ class Bench:
             {},
             f"baseline-{tag}.log",
         )
+        await self.watch_cpu([proc.pid], self.n)
         try:
             return await self.measure(name, topic)
         finally:
             self.stop(proc)
-
-
-def socket_count(pid: int) -> int:
-    """Open sockets of a process."""
-    fds = Path(f"/proc/{pid}/fd").iterdir()
-    return sum(1 for fd in fds if os.readlink(fd).startswith("socket:"))
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process (from /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def write_result(
@@ -433,6 +665,7 @@ def write_result(
     results: list[tuple[Result, Result | None, float]],
     restart: dict[str, Any] | None,
     many: dict[str, Any] | None,
+    churn: dict[str, Any] | None,
 ) -> None:
     """The run as JSON next to its logs, so runs can be compared (`bench/README.md`)."""
     commit = subprocess.run(
@@ -452,9 +685,16 @@ def write_result(
             }
             if r.peak_rss_mib is not None:
                 entry["peak_rss_mib"] = r.peak_rss_mib
+            per_1000 = r.cpu_s_per_1000
+            entry["cpu_s_per_1000"] = None if per_1000 is None else round(per_1000, 4)
+            entry["cpu_s"] = None if r.cpu_s is None else round(r.cpu_s, 2)
+            entry["cpu_events"] = r.cpu_events
             if r is svc and base is not None:
                 entry["ratio"] = round(svc.rate / base.rate, 3)
                 entry["aim"] = aim
+                ratio = cpu_ratio(svc, base)
+                entry["cpu_ratio"] = None if ratio is None else round(ratio, 3)
+                entry["cpu_ratio_aim"] = CPU_RATIO_AIM
             runs.append(entry)
     doc = {
         "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -463,9 +703,11 @@ def write_result(
         "cpus": os.cpu_count(),
         "events": args.events,
         "workers": args.workers,
+        "processes": args.processes,
         "runs": runs,
         "restart": restart,
         "many_jobs": many,
+        "churn": churn,
     }
     path.write_text(json.dumps(doc, indent=2) + "\n")
     print(f"result: {path}")
@@ -479,21 +721,41 @@ async def main() -> None:
     )
     parser.add_argument("--modes", default="unbatched,batched", help="comma-separated")
     parser.add_argument("--no-baseline", action="store_true", help="service runs only")
-    parser.add_argument("--workers", type=int, default=1, help="worker processes (scale-out)")
+    parser.add_argument("--workers", type=int, default=1, help="`webhooks worker`s (scale-out)")
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=None,
+        help="processes of each worker (WEBHOOKS_PROCESSES; default: the worker's, the cores)",
+    )
     parser.add_argument(
         "--users", type=int, default=200_000, help="users in state for the restart figure (0: skip)"
     )
-    parser.add_argument("--jobs", type=int, default=300, help="jobs on one worker (0: skip)")
+    parser.add_argument("--jobs", type=int, default=1000, help="jobs on one worker (0: skip)")
+    parser.add_argument(
+        "--churn",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="job churn beside running jobs (--no-churn: skip)",
+    )
+    parser.add_argument("--churn-running", type=int, default=10, help="jobs delivering")
+    parser.add_argument("--churn-rate", type=float, default=50, help="events/s to each running job")
+    parser.add_argument("--churn-jobs", type=int, default=50, help="jobs created then deleted")
+    parser.add_argument(
+        "--churn-parallel", type=int, default=10, help="`jobs delete` commands at a time"
+    )
     args = parser.parse_args()
     load_before = os.getloadavg()[0]
     workdir = ROOT / ".cache" / "bench" / time.strftime("%Y%m%d-%H%M%S")
     workdir.mkdir(parents=True)
     bench = Bench(args.events, args.bootstrap, workdir)
     bench.workers = args.workers
+    bench.processes = args.processes
     await bench.start_receiver()
     results: list[tuple[Result, Result | None, float]] = []
     restart: dict[str, Any] | None = None
     many: dict[str, Any] | None = None
+    churn: dict[str, Any] | None = None
     try:
         for mode, fields, batch_size, aim in (
             ("unbatched", {"worker_count": 20}, 1, 0.67),
@@ -502,12 +764,12 @@ async def main() -> None:
             if mode not in args.modes.split(","):
                 continue
             svc = await bench.service(f"service {mode}", fields)
-            print(f"{svc.name}: {svc.rate:,.0f} events/s", flush=True)
+            print(f"{svc.name}: {svc.rate:,.0f} events/s, {cpu_text(svc)}", flush=True)
             base = (
                 None if args.no_baseline else await bench.baseline(f"baseline {mode}", batch_size)
             )
             if base is not None:
-                print(f"{base.name}: {base.rate:,.0f} events/s", flush=True)
+                print(f"{base.name}: {base.rate:,.0f} events/s, {cpu_text(base)}", flush=True)
             results.append((svc, base, aim))
         restart = await bench.restart(args.users) if args.users else None
         if restart is not None:
@@ -515,24 +777,75 @@ async def main() -> None:
         many = await bench.many_jobs(args.jobs) if args.jobs else None
         if many is not None:
             print(f"many jobs: {json.dumps(many)}", flush=True)
+        if args.churn:
+            try:
+                churn = await bench.churn(
+                    args.churn_running, args.churn_rate, args.churn_jobs, args.churn_parallel
+                )
+            except Exception as exc:  # keep the figures measured so far
+                churn = {"error": repr(exc)}
+            print(f"churn: {json.dumps(churn)}", flush=True)
     finally:
         for proc in bench.procs:
             bench.stop(proc)
         await bench.drop_topics()
-    print(
-        f"\nthroughput: a backlog of {args.events:,} events drained; latency: "
-        f"{bench.latency_rate * bench.latency_seconds:,} events paced at "
-        f"{bench.latency_rate}/s, produce to receive; logs in {workdir}\n"
-    )
-    write_result(workdir / "result.json", args, load_before, results, restart, many)
-    print(f"{'run':<22}{'events/s':>12}{'p50 ms':>10}{'p99 ms':>10}{'ratio':>8}{'aim':>6}")
+    print(f"\nlogs in {workdir}")
+    write_result(workdir / "result.json", args, load_before, results, restart, many, churn)
+    if results:
+        print(
+            f"\nthroughput: a backlog of {args.events:,} events drained; latency: "
+            f"{bench.latency_rate * bench.latency_seconds:,} events paced at "
+            f"{bench.latency_rate}/s, produce to receive; CPU: the worker (with its child "
+            "processes) or the baseline, from the first event received to the last of the "
+            "backlog\n"
+        )
+        print(
+            f"{'run':<22}{'events/s':>12}{'p50 ms':>10}{'p99 ms':>10}{'ratio':>8}{'aim':>6}"
+            f"{'CPU s/1k':>10}{'CPU ratio':>11}{'aim':>6}"
+        )
     for svc, base, aim in results:
         for r in (svc, base):
             if r is None:
                 continue
+            per_1000 = r.cpu_s_per_1000
+            cpu = "-" if per_1000 is None else f"{per_1000:.3f}"
             print(f"{r.name:<22}{r.rate:>12,.0f}{r.p50_ms:>10.0f}{r.p99_ms:>10.0f}", end="")
-            ratio = f"{svc.rate / base.rate:>8.2f}{aim:>6.1f}" if base is not None else ""
-            print(ratio if r is svc else "")
+            if r is svc and base is not None:
+                c_ratio = cpu_ratio(svc, base)
+                c_text = "-" if c_ratio is None else f"{c_ratio:.2f}"
+                print(
+                    f"{svc.rate / base.rate:>8.2f}{aim:>6.2f}{cpu:>10}"
+                    f"{c_text:>11}{'<=' + f'{CPU_RATIO_AIM:g}':>6}"
+                )
+            else:
+                print(f"{'':>14}{cpu:>10}")
+    if many is not None:
+        print(
+            f"\n{many['jobs']} jobs: spawn to first / every job delivered "
+            f"{many['start_to_first_job_delivered_s']} / {many['start_to_every_job_delivered_s']} s"
+            f", {many['sockets']} sockets, idle CPU {many['idle_cpu_of_a_core']:.0%} of a core, "
+            f"{many['queue_partitions_per_job']} queue partitions a job "
+            f"({many['queue_topics_found']} queue topics found)"
+        )
+    if churn is not None and "error" in churn:
+        print(f"\nchurn failed: {churn['error']}")
+    elif churn is not None:
+        print(
+            f"\nchurn: {churn['churned_jobs']} jobs created in {churn['create_s']} s and "
+            f"deleted in {churn['delete_s']} s beside {churn['running_jobs']} jobs at "
+            f"{churn['events_per_s_per_job']:g} events/s each; longest gap between deliveries "
+            f"{churn['max_gap_ms']} ms (aim <= {CHURN_GAP_AIM_MS:.0f}; "
+            f"{churn['steady_max_gap_ms']} ms in the 5 s before)"
+        )
+        for failure in churn["failures"]:
+            print(f"  failed: {failure}")
+
+
+def cpu_text(r: Result) -> str:
+    per_1000 = r.cpu_s_per_1000
+    if per_1000 is None:
+        return "no CPU figure"
+    return f"{per_1000:.3f} CPU s per 1 000 events ({r.cpu_s:.1f} s over {r.cpu_events:,})"
 
 
 if __name__ == "__main__":

@@ -1,0 +1,59 @@
+"""What a process and its descendants use, read from /proc (Linux): CPU seconds and sockets.
+
+Cheap enough to call from the benchmark receiver's request path at the first and the last
+event of a drain (a few small files per process, no subprocess)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def process_tree(pid: int) -> list[int]:
+    """`pid` and every live descendant (from /proc/PID/task/TID/children)."""
+    out: list[int] = []
+    todo = [pid]
+    while todo:
+        current = todo.pop()
+        out.append(current)
+        try:
+            tasks = list(Path(f"/proc/{current}/task").iterdir())
+        except OSError:
+            continue  # gone
+        for task in tasks:
+            with contextlib.suppress(OSError):
+                todo.extend(int(c) for c in (task / "children").read_text().split())
+    return out
+
+
+def _stat_seconds(pid: int) -> float:
+    """utime + stime + cutime + cstime of one process (0 if it is gone). The last two hold
+    the CPU of its children that exited and were reaped, so a tree's sum does not drop
+    when one of its processes ends."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return 0.0
+    return sum(int(f) for f in fields[11:15]) / CLOCK_TICKS
+
+
+def cpu_seconds(pids: int | Iterable[int]) -> float:
+    """User + system CPU seconds of the process(es) `pids` and all their descendants,
+    including descendants that already exited (and were reaped)."""
+    roots = [pids] if isinstance(pids, int) else list(pids)
+    return sum(_stat_seconds(p) for root in roots for p in process_tree(root))
+
+
+def socket_count(pid: int) -> int:
+    """Open sockets of a process and its descendants (a worker's processes)."""
+    count = 0
+    for member in process_tree(pid):
+        with contextlib.suppress(OSError):  # gone meanwhile
+            for fd in Path(f"/proc/{member}/fd").iterdir():
+                with contextlib.suppress(OSError):  # closed meanwhile
+                    count += os.readlink(fd).startswith("socket:")
+    return count
