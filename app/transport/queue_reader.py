@@ -75,10 +75,10 @@ class QueueReader:
         self._task = asyncio.create_task(self._read(), name="queue-reader")
 
     async def stop(self) -> None:
+        consumer, self._consumer = self._consumer, None  # a pending re-assign does nothing
         await cancel_and_wait(self._task)
-        if self._consumer is not None:
-            await self._consumer.stop()
-            self._consumer = None
+        if consumer is not None:
+            await consumer.stop()
 
     def add(self, queue: Reads) -> None:
         self.queues[queue.topic] = queue
