@@ -1,8 +1,9 @@
-"""Rebalances under load: while a stream of events flows and the endpoint fails some
-requests, workers join (two more), leave cleanly (SIGTERM) and crash (kill -9). Each change
-moves the input partitions between routers and the job's queue partitions between delivery
-consumers. Every event still arrives, a user's events first arrive in input order, and every
-redelivery carries the webhook-id of the first one."""
+"""Rebalances under load: while a stream of events flows and the endpoint fails some requests,
+workers join (two more), leave cleanly (SIGTERM) and crash (kill -9). Each change moves the
+input partitions between routers, and the job (in delivery slot 63, which the sticky slot
+assignment moves at each join and at the crash) between workers. Every event still arrives,
+a user's events first arrive in input order, and every redelivery carries the webhook-id of
+the first one."""
 
 from __future__ import annotations
 
@@ -14,7 +15,12 @@ from pathlib import Path
 from app.devtools.receiver import Received, WebhookReceiver
 from app.settings import Settings
 from tests.support.behaviours import flaky
-from tests.support.jobs import apply_jobs, triggers_job, wait_for_delivered, wait_for_requests
+from tests.support.jobs import (
+    apply_jobs,
+    triggers_job_in_slot,
+    wait_for_delivered,
+    wait_for_requests,
+)
 from tests.support.kafka_io import produce
 from tests.support.polling import eventually
 from tests.support.processes import WorkerProcess
@@ -75,9 +81,9 @@ async def test_workers_join_leave_and_crash_under_load_lose_nothing(
     async def owns_queue(proc: WorkerProcess) -> None:
         await eventually(
             proc.since_start,
-            lambda text: f"job {job['id']}: queue partitions [" in text,
+            lambda text: f"delivery started for job {job['id']}" in text,
             wait_s=60,
-            what=lambda _: f"{proc.log_path.name} never got queue partitions:\n{proc.tail()}",
+            what=lambda _: f"{proc.log_path.name} never took the job over:\n{proc.tail()}",
         )
 
     def received() -> int:
@@ -87,7 +93,7 @@ async def test_workers_join_leave_and_crash_under_load_lose_nothing(
     first, second, third = worker("first"), worker("second"), worker("third")
     try:
         await start(first)
-        job = triggers_job(receiver.url("/rb"), worker_count=8)
+        job = triggers_job_in_slot(63, receiver.url("/rb"), worker_count=8)
         await apply_jobs(env, tmp_path, first, job)
         last_change = asyncio.Event()
         producing = asyncio.create_task(produce_until(test_settings, last_change))

@@ -18,12 +18,16 @@ from app.settings import Settings
 from app.transport.kafka import write_record
 from app.transport.kafka_admin import admin_client, consumer_group_exists
 from tests.support.jobs import (
+    SPREAD_SLOTS,
     apply_jobs,
+    apply_jobs_wait,
     job_status,
     run_cli_async,
     settle,
     triggers_job,
+    triggers_job_in_slot,
     wait_for_requests,
+    wait_for_slots_shared,
     wait_for_state,
 )
 from tests.support.kafka_io import produce, read_json
@@ -108,9 +112,11 @@ async def test_delete_stops_delivery_and_removes_queue_group_and_statuses(
     env = {**test_env, **FAST}
     first = worker_factory(**FAST, WEBHOOKS_WORKER_ID="one")
     second = worker_factory(**FAST, WEBHOOKS_WORKER_ID="two")
-    job = triggers_job(receiver.url("/gone"))
-    keep = triggers_job(receiver.url("/kept"))
-    await apply_jobs(env, tmp_path, first, job, keep)
+    await wait_for_slots_shared(first, second)
+    # On different workers: each job is delivered by the one holding its slot.
+    job = triggers_job_in_slot(SPREAD_SLOTS[0], receiver.url("/gone"))
+    keep = triggers_job_in_slot(SPREAD_SLOTS[-1], receiver.url("/kept"))
+    await apply_jobs_wait(env, tmp_path, job, keep)
     await produce(test_settings, test_settings.input_topic, [toggle("u1", 0)])
     await wait_for_requests(receiver, "/gone", 1)
     await wait_for_requests(receiver, "/kept", 1)
@@ -118,16 +124,20 @@ async def test_delete_stops_delivery_and_removes_queue_group_and_statuses(
     group = f"{test_settings.app_id}-delivery-{job['id']}"
     queue = f"webhook-queue-{job['id']}"
     report = await wait_for_state(env, job["id"], "running")
-    await wait_until(lambda: _workers_are(env, job["id"], {"one", "two"}))
     assert report["backlog"] == 0
+    assert len(report["workers"]) == 1, report
+    holder = first if "one" in report["workers"] else second
+    other = second if holder is first else first
+    assert set((await job_status(env, keep["id"]))["workers"]) == {other.env["WEBHOOKS_WORKER_ID"]}
 
     deleted = await run_cli_async(env, "jobs", "delete", job["id"])
     assert deleted.code == 0, deleted.err
     assert f"queue topic {queue} deleted" in deleted.out
     assert f"consumer group {group} deleted" in deleted.out
 
+    assert f"delivery stopped for job {job['id']}" in holder.since_start()
+    assert f"delivery started for job {job['id']}" not in other.since_start()
     for proc in (first, second):
-        assert f"delivery stopped for job {job['id']}" in proc.since_start()
         assert proc.proc is not None and proc.proc.poll() is None  # no restart
     assert not await topic_exists(test_settings, queue)
     assert not await consumer_group_exists(test_settings, group)
@@ -144,10 +154,6 @@ async def test_delete_stops_delivery_and_removes_queue_group_and_statuses(
     await wait_for_requests(receiver, "/kept", 2)
     await settle(receiver, 2.0)
     assert len(receiver.for_path("/gone")) == 1
-
-
-async def _workers_are(env: dict[str, str], job_id: str, workers: set[str]) -> bool:
-    return set((await job_status(env, job_id))["workers"]) == workers
 
 
 async def test_delete_with_backlog_is_refused_unless_forced(
@@ -205,7 +211,7 @@ async def test_auth_delete_is_refused_while_a_job_uses_it(
     assert (await run_cli_async(test_env, "auth", "delete", "crm")).code == 2
 
 
-async def test_apply_wait_returns_when_every_live_worker_runs_the_version(
+async def test_apply_wait_returns_when_the_jobs_worker_runs_the_version(
     test_env: dict[str, str],
     test_settings: Settings,
     receiver: WebhookReceiver,
@@ -213,18 +219,21 @@ async def test_apply_wait_returns_when_every_live_worker_runs_the_version(
     tmp_path: Path,
 ) -> None:
     env = {**test_env, **FAST}
-    worker_factory(**FAST, WEBHOOKS_WORKER_ID="w1")
-    worker_factory(**FAST, WEBHOOKS_WORKER_ID="w2")
+    workers = [worker_factory(**FAST, WEBHOOKS_WORKER_ID=w) for w in ("w1", "w2")]
+    await wait_for_slots_shared(*workers)
     job = triggers_job(receiver.url("/wait"))
     path = tmp_path / "job.yaml"
     path.write_text(yaml.safe_dump(job))
     applied = await run_cli_async(env, "jobs", "apply", "--wait", "--timeout", "60", str(path))
     assert applied.code == 0, applied.err
     report = await job_status(env, job["id"])
-    assert set(report["worker_versions"]) == {"w1", "w2"}
+    # One worker delivers the job (the holder of its delivery slot), and it runs the version.
+    assert len(report["worker_versions"]) == 1 and set(report["worker_versions"]) <= {"w1", "w2"}
     assert set(report["worker_versions"].values()) == {report["version"]}
+    holder = next(iter(report["worker_versions"]))
+    assert f"runs on worker {holder}" in applied.out
 
-    # A new version reaches both workers before --wait returns.
+    # A new version reaches it before --wait returns.
     path.write_text(yaml.safe_dump({**job, "label": "second version"}))
     applied = await run_cli_async(env, "jobs", "apply", "--wait", str(path))
     assert applied.code == 0, applied.err
@@ -232,14 +241,19 @@ async def test_apply_wait_returns_when_every_live_worker_runs_the_version(
     assert report["config"]["label"] == "second version"
     assert set(report["worker_versions"].values()) == {report["version"]}
 
-    # A live worker that does not run it (stuck): --wait times out and names it.
-    stuck = {"job_id": "other", "worker_id": "stuck", "status": {"state": "running"}}
+    # A live worker still running an older version of the job: --wait times out, naming it.
+    stuck = {
+        "job_id": job["id"],
+        "worker_id": "stuck",
+        "status": {"state": "running"},
+        "version": "0ld",
+    }
 
     async def heartbeat() -> None:
         while True:
             doc = {**stuck, "updated_at": time.time()}
             await write_record(
-                test_settings, test_settings.status_topic, "other/stuck", orjson.dumps(doc)
+                test_settings, test_settings.status_topic, f"{job['id']}/stuck", orjson.dumps(doc)
             )
             await asyncio.sleep(0.5)
 
@@ -250,4 +264,4 @@ async def test_apply_wait_returns_when_every_live_worker_runs_the_version(
     finally:
         beating.cancel()
     assert timed_out.code == 1
-    assert "stuck" in timed_out.err and "w1" not in timed_out.err
+    assert "stuck" in timed_out.err and holder not in timed_out.err

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -59,6 +60,23 @@ def triggers_job_in_slot(slot: int, url: str, **fields: Any) -> dict[str, Any]:
 SPREAD_SLOTS = (0, 1, 62, 63)
 
 
+def slots_held(worker: WorkerProcess) -> int:
+    """How many delivery slots the worker said it holds last (0 before its first share)."""
+    held = re.findall(r"delivery slots: .*\(holding (\d+)\)", worker.since_start())
+    return int(held[-1]) if held else 0
+
+
+async def wait_for_slots_shared(*workers: WorkerProcess, wait_s: float = 60.0) -> None:
+    """Until the workers hold every delivery slot between them, each some: the jobs applied
+    after this spread over them (see SPREAD_SLOTS)."""
+    await eventually(
+        lambda: [slots_held(w) for w in workers],
+        lambda held: sum(held) == 64 and all(held),
+        wait_s=wait_s,
+        what=lambda held: f"delivery slots never shared out: {held}",
+    )
+
+
 async def apply_jobs(
     env: dict[str, str], tmp_path: Path, worker: WorkerProcess, *jobs: dict[str, Any]
 ) -> None:
@@ -69,6 +87,14 @@ async def apply_jobs(
     assert result.code == 0, result.err
     for job in jobs:
         await wait_for_log(worker, f"delivery started for job {job['id']}")
+
+
+async def apply_jobs_wait(env: dict[str, str], tmp_path: Path, *jobs: dict[str, Any]) -> None:
+    """Apply `jobs` and wait (`--wait`) until the worker holding each runs it."""
+    path = tmp_path / f"jobs-{uuid.uuid4().hex[:6]}.yaml"
+    path.write_text(yaml.safe_dump_all(list(jobs)))
+    result = await run_cli_async(env, "jobs", "apply", str(path), "--wait")
+    assert result.code == 0, result.err
 
 
 async def wait_for_log(worker: WorkerProcess, line: str, wait_s: float = 60.0) -> None:
