@@ -190,7 +190,8 @@ class DeliveryService:
                 await current.hand_over()
                 del self.deliveries[job_id]
                 await self._log(job_id, f"delivery handed over by worker {self.settings.worker_id}")
-            self.status.release(job_id)
+            if self.status.release(job_id):
+                metrics.job_left(job_id)
             return
         wanted = stored is not None and stored.desired_state == "running"
         resumed_at = stored.resumed_at if stored is not None else 0.0

@@ -68,14 +68,16 @@ class StatusPublisher:
             self._dirty.add(job_id)
         return status
 
-    def release(self, job_id: str) -> None:
-        """Another worker holds the job now: write its record once, `final`, then stop."""
+    def release(self, job_id: str) -> bool:
+        """Another worker holds the job now: write its record once, `final`, then stop.
+        True if this worker was reporting it."""
         status = self.statuses.pop(job_id, None)
         if status is not None:
             self._parked[job_id] = status
             self._final.add(job_id)
             self._dirty.add(job_id)
         self.versions.pop(job_id, None)
+        return status is not None
 
     def mark(self, job_id: str) -> None:
         self._dirty.add(job_id)

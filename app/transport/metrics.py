@@ -101,6 +101,15 @@ def set_job_state(job_id: str, state: str) -> None:
         JOB_STATE.labels(job_id, name).set(1.0 if name == state else 0.0)
 
 
+def job_left(job_id: str) -> None:
+    """A job now delivered by another worker process: its gauges (state, backlog) leave this
+    process's `/metrics` (the other one reports them); its counters stay, as history."""
+    for metric in (BACKLOG, JOB_STATE):
+        for labels in _label_sets(metric):
+            if labels[0] == job_id:
+                metric.remove(*labels)
+
+
 def forget_job(job_id: str) -> None:
     """A deleted job's series disappear from `/metrics`."""
     per_job: tuple[Counter | Gauge | Histogram, ...] = (

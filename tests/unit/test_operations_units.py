@@ -70,3 +70,14 @@ def test_a_deleted_jobs_series_disappear() -> None:
     text = metrics.exposition().decode()
     assert 'job_id="gone"' not in text
     assert 'webhooks_events_delivered_total{job_id="kept"} 1.0' in text
+
+
+def test_a_job_moving_to_another_process_leaves_its_gauges_keeps_its_counters() -> None:
+    metrics.EVENTS_DELIVERED.labels("moved").inc()
+    metrics.BACKLOG.labels("moved").set(5)
+    metrics.set_job_state("moved", "running")
+    metrics.job_left("moved")
+    text = metrics.exposition().decode()
+    assert 'webhooks_events_delivered_total{job_id="moved"} 1.0' in text
+    assert 'webhooks_job_backlog_records{job_id="moved"}' not in text
+    assert 'webhooks_job_state{job_id="moved"' not in text
