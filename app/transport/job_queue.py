@@ -96,7 +96,8 @@ class JobQueue:
         """Find where each partition goes on (waiting while an older worker's consumers are
         still in the job's group), then join the reader."""
         admin = await self.admin.client()
-        members = await group_member_count(admin, self.group)
+        coordinator = await self.admin.coordinator(self.group)
+        members = await group_member_count(admin, self.group, coordinator)
         if members:
             raise OlderWorkersRunning(
                 f"{members} consumer(s) of an older version are still in group {self.group}; "
@@ -107,7 +108,9 @@ class JobQueue:
         if not counts or counts[0] == 0:
             raise RuntimeError(f"queue topic {self.topic} not found")
         self.partitions = [TopicPartition(self.topic, p) for p in range(counts[0])]
-        committed = await committed_offsets(admin, self.group, self.partitions)
+        committed = await committed_offsets(
+            admin, self.group, self.partitions, coordinator=coordinator
+        )
         for tp in self.partitions:
             meta = committed.get(tp)
             start = 0  # its first offset: one below the log start resets to the first kept

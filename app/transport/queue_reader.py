@@ -9,8 +9,9 @@ handed to it and commits its own offsets.
 - Adding or removing a job is local: the assignment is replaced and, with no `await` in
   between, every partition is sought to the next offset its job expects and paused again if
   its job is paused. Records fetched but not yet handed on are fetched again; none is lost
-  or handed on twice (the job's `take` drops offsets below its next one). Changes made in the
-  same loop turn are applied as one.
+  or handed on twice (the job's `take` drops offsets below its next one). Changes made within
+  `REASSIGN_DELAY_S` are applied as one (a worker starting 1 000 jobs re-assigns a few
+  times, not 1 000 times); a job removed meanwhile is no longer handed anything.
 - A job that must not read (too much in flight, or stopping) is paused: its partitions keep
   their positions and are left out of the fetch request; the other jobs read on.
 - Handing records on never waits for a job (`JobQueue.take` only appends to the job's inbox),
@@ -34,6 +35,7 @@ log = logging.getLogger(__name__)
 # An idle queue is long-polled: the broker answers as soon as a record arrives, so a longer
 # wait costs no latency, while each poll costs both sides CPU.
 QUEUE_FETCH_WAIT_MS = 1000
+REASSIGN_DELAY_S = 0.02
 
 
 class Reads(Protocol):
@@ -119,7 +121,7 @@ class QueueReader:
     def _schedule(self) -> None:
         if not self._pending:
             self._pending = True
-            asyncio.get_running_loop().call_soon(self._reassign)
+            asyncio.get_running_loop().call_later(REASSIGN_DELAY_S, self._reassign)
 
     def _reassign(self) -> None:
         """Assign every queue's partitions, seek each to where its job goes on, and pause
