@@ -82,7 +82,10 @@ async def test_every_record_is_handed_on_once_in_order_while_queues_come_and_go(
             else:
                 reader.remove(queues[3])
             await eventually(
-                lambda: reader.reassignments, lambda n: n > before, wait_s=5, what="re-assigned"
+                lambda: reader.reassignments,
+                lambda n, before=before: n > before,
+                wait_s=5,
+                what="re-assigned",
             )
         await eventually(
             lambda: (len(queues[0].taken), len(queues[2].taken)),

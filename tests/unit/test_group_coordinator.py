@@ -32,5 +32,5 @@ def test_partition_is_in_range(group: str, partitions: int) -> None:
 def _java_reference(text: str) -> int:
     """s[0]*31^(n-1) + ... + s[n-1], as the Java documentation defines it, in 32 bits."""
     n = len(text)
-    total = sum(ord(c) * 31 ** (n - 1 - i) for i, c in enumerate(text)) % 2**32
+    total: int = sum(ord(c) * 31 ** (n - 1 - i) for i, c in enumerate(text)) % 2**32
     return total - 2**32 if total >= 2**31 else total
