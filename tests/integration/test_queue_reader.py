@@ -8,6 +8,8 @@
 
 from __future__ import annotations
 
+import functools
+import operator
 import uuid
 from typing import Any
 
@@ -83,7 +85,7 @@ async def test_every_record_is_handed_on_once_in_order_while_queues_come_and_go(
                 reader.remove(queues[3])
             await eventually(
                 lambda: reader.reassignments,
-                lambda n, before=before: n > before,
+                functools.partial(operator.lt, before),
                 wait_s=5,
                 what="re-assigned",
             )
