@@ -51,7 +51,7 @@ async def admin_client(settings: Settings) -> AsyncIterator[AIOKafkaAdminClient]
 
 
 class SharedAdmin:
-    """One admin client for many callers (every job's queue consumer reads its commit
+    """One admin client for many callers (every job's queue reads and writes its commit
     metadata through it), started on first use. A worker with hundreds of jobs would
     otherwise open, bootstrap (reading the metadata of every topic) and close an admin
     client per job at each assignment."""
