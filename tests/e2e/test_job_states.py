@@ -16,6 +16,7 @@ from tests.support.jobs import (
     settle,
     triggers_job,
     wait_for_counter,
+    wait_for_entry,
     wait_for_requests,
     wait_for_state,
 )
@@ -54,13 +55,17 @@ async def test_error_then_failed_then_resume(
     await apply_jobs(env, tmp_path, worker, job)
     await produce(test_settings, test_settings.input_topic, [enter("e1")])
 
-    error = await wait_for_state(env, job["id"], "error")
-    assert error["counters"]["failed_requests"] >= 10
-    assert error["last_error"]["status"] == 500
-    assert "boom at the endpoint" in error["last_error"]["reason"]
-    assert error["next_run"] is not None
-
+    # The job alternates error (waiting for its next run) and running (trying again) for
+    # WEBHOOKS_JOB_FAILED_AFTER_S: its log records every transition, however short.
+    error = await wait_for_entry(env, job["id"], "state", "running -> error")
+    assert "boom at the endpoint" in error["message"]
+    assert error["to"] == "error" and error["next_run"]
+    await wait_for_entry(env, job["id"], "state", "error -> running")
+    await wait_for_entry(env, job["id"], "state", "running -> failed")
     failed = await wait_for_state(env, job["id"], "failed", wait_s=30)
+    assert failed["counters"]["failed_requests"] >= 10
+    assert failed["last_error"]["status"] == 500
+    assert "boom at the endpoint" in failed["last_error"]["reason"]
     assert failed["next_run"] is None
     receiver.behaviours["/err"] = answer(200)
     seen = len(receiver.for_path("/err"))

@@ -15,12 +15,13 @@ from pathlib import Path
 
 import yaml
 
-from app.devtools.receiver import WebhookReceiver
+from app.devtools.receiver import Received, WebhookReceiver
 from app.settings import Settings
 from tests.support.jobs import (
     SPREAD_SLOTS,
     run_cli_async,
     triggers_job_in_slot,
+    wait_for_delivered,
     wait_for_log,
     wait_for_requests,
 )
@@ -28,6 +29,11 @@ from tests.support.kafka_io import produce
 from tests.support.polling import eventually
 from tests.support.processes import WorkerProcess
 from tests.support.records import toggle
+
+
+def user_event(request: Received) -> tuple[str, str]:
+    doc = request.json()
+    return doc["id"], doc["data"]["segment_events"][0]["event"]
 
 
 def child_pids(worker: WorkerProcess) -> list[int]:
@@ -82,9 +88,8 @@ async def test_two_processes_share_the_jobs_survive_a_kill_and_stop_cleanly(
     second = [toggle(f"u{i}", 1) for i in range(20)]
     await produce(test_settings, test_settings.input_topic, second)
     for s in SPREAD_SLOTS:  # the survivor or the restarted child delivers the rest
-        got = await wait_for_requests(receiver, f"/p{s}", 40, wait_s=90)
-        kinds = {(r.json()["id"], r.json()["data"]["segment_events"][0]["event"]) for r in got}
-        assert kinds >= {(f"u{i}", e) for i in range(20) for e in ("enter", "exit")}
+        kinds = await wait_for_delivered(receiver, f"/p{s}", user_event, 40, wait_s=90)
+        assert kinds == {(f"u{i}", e) for i in range(20) for e in ("enter", "exit")}
 
     restarted = await eventually(
         lambda: re.findall(r"\[(\d+)\] \[INFO\] router ready", worker.since_start()),

@@ -17,8 +17,8 @@ from tests.support.jobs import (
     job_status,
     run_cli_async,
     triggers_job_in_slot,
-    wait_for_log,
     wait_for_requests,
+    wait_for_slots_shared,
 )
 from tests.support.kafka_io import produce
 from tests.support.polling import eventually
@@ -35,8 +35,7 @@ async def test_two_workers_share_the_jobs_each_job_within_worker_count(
 ) -> None:
     first = worker_factory(WEBHOOKS_WORKER_ID="first")
     second = worker_factory(WEBHOOKS_WORKER_ID="second")
-    await wait_for_log(first, "delivery slots: +")
-    await wait_for_log(second, "delivery slots: +")
+    await wait_for_slots_shared(first, second)
     jobs = [
         triggers_job_in_slot(slot, receiver.url(f"/shared-{slot}"), worker_count=3)
         for slot in SPREAD_SLOTS

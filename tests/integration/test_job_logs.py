@@ -10,7 +10,6 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import orjson
 
@@ -18,40 +17,17 @@ from app.devtools.receiver import Behaviour, WebhookReceiver
 from app.settings import Settings
 from tests.support.jobs import (
     apply_jobs,
+    log_entries,
     run_cli_async,
     triggers_job,
+    wait_for_entry,
     wait_for_requests,
 )
 from tests.support.kafka_io import produce, wait_for_dead_letters
-from tests.support.polling import eventually
 from tests.support.processes import WorkerProcess
 from tests.support.records import input_record
 
 BIN = Path(sys.executable).parent
-
-
-async def log_entries(env: dict[str, str], job_id: str, *args: str) -> list[dict[str, Any]]:
-    result = await run_cli_async(env, "jobs", "logs", job_id, "--json", *args)
-    assert result.code == 0, result.err
-    return [orjson.loads(line) for line in result.out.splitlines() if line.strip()]
-
-
-async def wait_for_entry(
-    env: dict[str, str], job_id: str, kind: str, text: str, wait_s: float = 60.0
-) -> dict[str, Any]:
-    def match(entries: list[dict[str, Any]]) -> dict[str, Any] | None:
-        return next((e for e in entries if e["kind"] == kind and text in e["message"]), None)
-
-    entries = await eventually(
-        lambda: log_entries(env, job_id),
-        lambda entries: match(entries) is not None,
-        wait_s=wait_s,
-        interval_s=0.5,
-        what=lambda entries: f"no {kind} entry with {text!r} in the job log: {entries}",
-    )
-    found = match(entries)
-    assert found is not None
-    return found
 
 
 async def test_omitted_requests_errors_and_state_changes_are_in_the_job_log(

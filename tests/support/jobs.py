@@ -180,3 +180,31 @@ async def wait_for_delivered(
         return await eventually(delivered, lambda seen: len(seen) >= count, wait_s=wait_s)
     except AssertionError:
         return delivered()
+
+
+async def log_entries(env: dict[str, str], job_id: str, *args: str) -> list[dict[str, Any]]:
+    """The job's log (`webhooks jobs logs ID --json`), oldest first."""
+    result = await run_cli_async(env, "jobs", "logs", job_id, "--json", *args)
+    assert result.code == 0, result.err
+    return [orjson.loads(line) for line in result.out.splitlines() if line.strip()]
+
+
+async def wait_for_entry(
+    env: dict[str, str], job_id: str, kind: str, text: str, wait_s: float = 60.0
+) -> dict[str, Any]:
+    """Until the job's log has a `kind` entry whose message contains `text`; that entry.
+    (A state that lasts a moment is seen here even when a poll of `jobs show` misses it.)"""
+
+    def match(entries: list[dict[str, Any]]) -> dict[str, Any] | None:
+        return next((e for e in entries if e["kind"] == kind and text in e["message"]), None)
+
+    entries = await eventually(
+        lambda: log_entries(env, job_id),
+        lambda entries: match(entries) is not None,
+        wait_s=wait_s,
+        interval_s=0.5,
+        what=lambda entries: f"no {kind} entry with {text!r} in the job log: {entries}",
+    )
+    found = match(entries)
+    assert found is not None
+    return found
