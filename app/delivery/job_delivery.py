@@ -16,7 +16,6 @@ no other.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 import traceback
@@ -48,6 +47,7 @@ from app.transport.kafka_admin import SharedAdmin, ensure_topics
 from app.transport.queue_reader import QueueReader
 from app.transport.sinks import deadletter_records, publish_until_acked
 from app.transport.template_runner import TemplateRunner
+from app.transport.waits import wait_event
 
 log = logging.getLogger(__name__)
 
@@ -215,8 +215,7 @@ class JobDelivery:
                 task.add_done_callback(self._sent)
             deadline = self.batcher.next_deadline()
             timeout = None if deadline is None else max(0.001, deadline - now)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout)
+            await wait_event(self._wake, timeout)
             self._wake.clear()
 
     def _sent(self, task: asyncio.Task[None]) -> None:

@@ -51,7 +51,8 @@ class BrokerProbe:
                     await self._client.bootstrap()
                     started = True
                 else:
-                    await asyncio.wait_for(self._client.fetch_all_metadata(), 5.0)
+                    async with asyncio.timeout(5.0):
+                        await self._client.fetch_all_metadata()
             except Exception as exc:
                 if self._down_since is None:
                     self._down_since = time.monotonic()

@@ -112,7 +112,8 @@ class InputConsumer:
                 await cancel_and_wait(task)
             drained = False
             try:
-                await asyncio.wait_for(self.router.drain(), timeout=20)
+                async with asyncio.timeout(20):
+                    await self.router.drain()
                 drained = True
                 await self._commit()
             except (TimeoutError, KafkaError) as exc:

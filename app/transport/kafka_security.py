@@ -263,16 +263,15 @@ async def diagnose(settings: Settings) -> str | None:
         host, _, port = address.rpartition(":")
         conn = None
         try:
-            conn = await asyncio.wait_for(
-                create_conn(
+            async with asyncio.timeout(DIAGNOSE_TIMEOUT_S + 1):
+                conn = await create_conn(
                     host.strip("[]"),
                     int(port),
                     request_timeout_ms=int(DIAGNOSE_TIMEOUT_S * 1000),
                     **options,
-                ),
-                DIAGNOSE_TIMEOUT_S + 1,
-            )
-            response = await asyncio.wait_for(conn.send(MetadataRequest([])), DIAGNOSE_TIMEOUT_S)
+                )
+            async with asyncio.timeout(DIAGNOSE_TIMEOUT_S):
+                response = await conn.send(MetadataRequest([]))
             if not response.brokers:
                 if settings.kafka_security_protocol.startswith("SASL_") and (
                     settings.kafka_sasl_mechanism == "OAUTHBEARER"

@@ -15,11 +15,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import orjson
+import pytest
 
 from app.devtools.receiver import WebhookReceiver
 from app.settings import Settings
 from app.transport.input_consumer import router_group
-from tests.support.jobs import apply_jobs, triggers_job
+from tests.support.jobs import apply_jobs, triggers_job_in_slot
 from tests.support.kafka_io import produce, wait_for_commits_at_end
 from tests.support.processes import WorkerProcess
 from tests.support.records import input_record
@@ -58,6 +59,7 @@ async def run_waves(
     receiver: WebhookReceiver,
     tmp_path: Path,
     start_second_wave_workers: Callable[[dict[str, str]], list[WorkerProcess]],
+    slot: int = 0,
 ) -> None:
     env = {**test_env, "WEBHOOKS_INPUT_PARTITIONS": PARTITIONS}
     settings = test_settings.model_copy(update={"input_partitions": int(PARTITIONS)})
@@ -65,7 +67,9 @@ async def run_waves(
     first.start()
     workers = [first]
     try:
-        job = triggers_job(receiver.url("/all"), batch=True, batch_size=1000, worker_count=5)
+        job = triggers_job_in_slot(
+            slot, receiver.url("/all"), batch=True, batch_size=1000, worker_count=5
+        )
         await apply_jobs(env, tmp_path, first, job)
         await produce(settings, settings.input_topic, wave(1))
         await wait_for_commits_at_end(settings, settings.input_topic, router_group(settings))
@@ -102,7 +106,9 @@ async def test_restart_with_a_large_backlog_routes_every_record(
     await run_waves(test_env, test_settings, receiver, tmp_path, one_worker)
 
 
+@pytest.mark.parametrize("slot", [0, 63], ids=["job-stays", "job-moves"])
 async def test_workers_joining_one_after_the_other_while_the_backlog_drains(
+    slot: int,
     test_env: dict[str, str],
     test_settings: Settings,
     receiver: WebhookReceiver,
@@ -118,4 +124,4 @@ async def test_workers_joining_one_after_the_other_while_the_backlog_drains(
         b.wait_ready()
         return [a, b]
 
-    await run_waves(test_env, test_settings, receiver, tmp_path, two_workers)
+    await run_waves(test_env, test_settings, receiver, tmp_path, two_workers, slot)

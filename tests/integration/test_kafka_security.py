@@ -151,7 +151,8 @@ async def run_worker_until_exit(env: dict[str, str], timeout_s: float = 60.0) ->
         stderr=asyncio.subprocess.PIPE,
     )
     try:
-        _, err = await asyncio.wait_for(proc.communicate(), timeout_s)
+        async with asyncio.timeout(timeout_s):
+            _, err = await proc.communicate()
     except TimeoutError:
         proc.kill()
         raise AssertionError(f"the worker did not stop within {timeout_s} s") from None

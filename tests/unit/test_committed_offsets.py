@@ -25,7 +25,7 @@ class Answers:
         self.calls = 0
 
     async def list_consumer_group_offsets(
-        self, group: str, partitions: object = None
+        self, group: str, group_coordinator_id: int | None = None, partitions: object = None
     ) -> dict[Any, Any]:
         self.calls += 1
         if self.errors:
