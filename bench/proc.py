@@ -57,3 +57,35 @@ def socket_count(pid: int) -> int:
                 with contextlib.suppress(OSError):  # closed meanwhile
                     count += os.readlink(fd).startswith("socket:")
     return count
+
+
+def _socket_inodes(pid: int) -> set[int]:
+    inodes: set[int] = set()
+    for member in process_tree(pid):
+        with contextlib.suppress(OSError):  # gone meanwhile
+            for fd in Path(f"/proc/{member}/fd").iterdir():
+                with contextlib.suppress(OSError):  # closed meanwhile
+                    target = os.readlink(fd)
+                    if target.startswith("socket:["):
+                        inodes.add(int(target[8:-1]))
+    return inodes
+
+
+def sockets_by_peer(pid: int, ports: dict[int, str]) -> dict[str, int]:
+    """The TCP sockets of a process and its descendants, counted by the name `ports` gives
+    their remote port (e.g. the broker's, the receiver's); "listening" for servers, "other"
+    for the rest (pipes and Unix sockets are not counted)."""
+    inodes = _socket_inodes(pid)
+    counts: dict[str, int] = {}
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError), open(table) as lines:
+            next(lines)  # header
+            for line in lines:
+                fields = line.split()
+                if int(fields[9]) not in inodes:
+                    continue
+                remote_port = int(fields[2].rsplit(":", 1)[1], 16)
+                listening = fields[3] == "0A"  # TCP_LISTEN
+                name = "listening" if listening else ports.get(remote_port, "other")
+                counts[name] = counts.get(name, 0) + 1
+    return counts

@@ -17,6 +17,7 @@ import functools
 import itertools
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -33,10 +34,12 @@ import trustme
 import yaml
 from aiokafka import AIOKafkaProducer
 
+from app.cli.supervisor import usable_cpus
+from app.domain.slots import SLOTS
 from app.settings import settings_from_env
 from app.transport.kafka_admin import admin_client
 from bench.memory import drained, rss_mib
-from bench.proc import cpu_seconds, socket_count
+from bench.proc import cpu_seconds, socket_count, sockets_by_peer
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -99,6 +102,19 @@ def largest_gap(times: list[float], start: float, end: float, observed: float) -
     if not any(t < start for t in ordered):  # nothing before the window: count from its start
         gaps.append(ordered[0] - start)
     return max(gaps, default=0.0)
+
+
+SLOTS_LINE = re.compile(rb"\] \[(\d+)\] \[INFO\] delivery slots: .*\(holding (\d+)\)")
+
+
+def slots_settled(log: bytes, processes: int) -> bool:
+    """Whether a worker's log shows its `processes` processes holding every delivery slot
+    (the last `delivery slots` line of each process); until then a slot may still move, and
+    its jobs pause while they are handed over."""
+    holding: dict[bytes, int] = {}
+    for pid, count in SLOTS_LINE.findall(log):
+        holding[pid] = int(count)
+    return len(holding) == processes and sum(holding.values()) == SLOTS
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -411,8 +427,9 @@ class Bench:
     async def many_jobs(self, jobs: int) -> dict[str, Any]:
         """`jobs` audience-triggers jobs on one worker (queue topics as the default makes): one
         event per job produced before the worker starts; the time from spawning it until
-        every job delivered its event, then its sockets and its CPU while idle for 10 s; then
-        the partitions of the jobs' queue topics (`queue_topic`), per job."""
+        every job delivered its event, then (15 s later: a worker settled into idleness, see
+        `IDLE_AFTER_S` in `app/transport/queue_reader.py`) its sockets and its CPU while
+        idle for 10 s; then the partitions of the jobs' queue topics (`queue_topic`), per job."""
         tag = uuid.uuid4().hex[:8]
         env = self.env(tag)
         settings = settings_from_env(env)
@@ -441,8 +458,10 @@ class Bench:
             delivered = await self.wait_for(jobs, "many jobs", limit_s=600)
             every_job_s = delivered["last"] - spawned_at
             first_job_s = delivered["first"] - spawned_at
-            await asyncio.sleep(5)
+            await asyncio.sleep(15)
             sockets = socket_count(worker.pid)
+            broker_port = int(self.bootstrap.rsplit(":", 1)[1])
+            peers = sockets_by_peer(worker.pid, {broker_port: "kafka", RECEIVER_PORT: "webhook"})
             before = cpu_seconds(worker.pid)
             await asyncio.sleep(10)
             idle_cpu = (cpu_seconds(worker.pid) - before) / 10
@@ -455,6 +474,9 @@ class Bench:
             "start_to_first_job_delivered_s": round(first_job_s, 1),
             "start_to_every_job_delivered_s": round(every_job_s, 1),
             "sockets": sockets,
+            # by peer: Kafka connections are a few per process whatever the jobs; webhook
+            # ones are HTTPS connections kept alive (30 s) after the jobs' first requests
+            "sockets_by_peer": peers,
             "idle_cpu_of_a_core": round(idle_cpu, 3),
             "queue_topics_found": len(partitions),
             "queue_partitions_per_job": round(sum(partitions.values()) / jobs, 2),
@@ -570,6 +592,14 @@ class Bench:
                 if time.monotonic() > deadline or stream.done():
                     raise RuntimeError(f"churn: {len(paths)} of {running} jobs delivering")
                 await asyncio.sleep(0.5)
+            log_path = self.workdir / f"worker-{tag}-churn.log"
+            processes = self.processes or usable_cpus()
+            while not slots_settled(log_path.read_bytes(), processes):
+                if time.monotonic() > deadline:
+                    raise RuntimeError(
+                        f"churn: the worker's {processes} processes never held every slot"
+                    )
+                await asyncio.sleep(0.2)
             await asyncio.sleep(5)  # steady state, the reference for the gaps
             started = time.time()
             code, out = await self.cli_async(
@@ -823,7 +853,8 @@ async def main() -> None:
         print(
             f"\n{many['jobs']} jobs: spawn to first / every job delivered "
             f"{many['start_to_first_job_delivered_s']} / {many['start_to_every_job_delivered_s']} s"
-            f", {many['sockets']} sockets, idle CPU {many['idle_cpu_of_a_core']:.0%} of a core, "
+            f", {many['sockets']} sockets ({many.get('sockets_by_peer')}), "
+            f"idle CPU {many['idle_cpu_of_a_core']:.0%} of a core, "
             f"{many['queue_partitions_per_job']} queue partitions a job "
             f"({many['queue_topics_found']} queue topics found)"
         )

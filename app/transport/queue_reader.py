@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any, Protocol
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -32,9 +33,18 @@ from app.transport.kafka_security import connection_options
 
 log = logging.getLogger(__name__)
 
-# An idle queue is long-polled: the broker answers as soon as a record arrives, so a longer
-# wait costs no latency, while each poll costs both sides CPU.
+# Queues are long-polled: the broker answers as soon as a record arrives, so the wait costs
+# no latency for records, while each poll costs both sides CPU: decoding the (empty) answer
+# for every partition of every job (aiokafka has no incremental fetch sessions) was most of
+# an idle worker's CPU, 20 % of a core for 1 000 jobs polled every second. The wait is
+# longer once nothing at all happened for IDLE_AFTER_S (no record, no re-assign, no job
+# paused). It is not longer always because a fetch sent after a re-assign or a resume waits
+# on the broker behind the poll in flight on the same connection: a job added, or resumed
+# beside idle ones, would wait up to that long (and starting 1 000 jobs chained such waits:
+# 48 s with 5 s always, 7 s with 1 s).
 QUEUE_FETCH_WAIT_MS = 1000
+IDLE_FETCH_WAIT_MS = 5000
+IDLE_AFTER_S = 10.0
 REASSIGN_DELAY_S = 0.02
 
 
@@ -62,6 +72,8 @@ class QueueReader:
         self._task: asyncio.Task[None] | None = None
         self._pending = False
         self._has_partitions = asyncio.Event()
+        self._active_at = time.monotonic()  # the last record, re-assign or resume
+        self.fetch_wait_ms = QUEUE_FETCH_WAIT_MS
 
     async def start(self) -> None:
         self._consumer = AIOKafkaConsumer(
@@ -98,6 +110,7 @@ class QueueReader:
     def resume(self, queue: Reads) -> None:
         if self._consumer is not None and self.queues.get(queue.topic) is queue:
             self._consumer.resume(*self._assigned(queue))
+            self._active()
 
     def highwater(self, tp: TopicPartition) -> int | None:
         if self._consumer is None or tp not in self._by_tp:
@@ -113,6 +126,7 @@ class QueueReader:
             "paused": len(consumer.paused()) if consumer is not None else 0,
             "reassignments": self.reassignments,
             "reading": self._task is not None and not self._task.done(),
+            "fetch_wait_ms": self.fetch_wait_ms,
         }
 
     def _assigned(self, queue: Reads) -> list[TopicPartition]:
@@ -145,6 +159,18 @@ class QueueReader:
                 paused.append(tp)
         if paused:
             consumer.pause(*paused)
+        self._active()
+
+    def _active(self) -> None:
+        self._active_at = time.monotonic()
+        self._set_fetch_wait(QUEUE_FETCH_WAIT_MS)
+
+    def _set_fetch_wait(self, wait_ms: int) -> None:
+        """The long-poll wait of the next fetches (aiokafka reads it per fetch request)."""
+        fetcher = self._consumer._fetcher if self._consumer is not None else None
+        if fetcher is not None and wait_ms != self.fetch_wait_ms:
+            fetcher._fetch_max_wait_ms = wait_ms
+            self.fetch_wait_ms = wait_ms
 
     async def _read(self) -> None:
         consumer = self._consumer
@@ -156,3 +182,7 @@ class QueueReader:
                 queue = self._by_tp.get(tp)
                 if queue is not None and records:
                     queue.take(tp, records)
+            if batches or consumer.paused():
+                self._active()
+            elif time.monotonic() - self._active_at > IDLE_AFTER_S:
+                self._set_fetch_wait(IDLE_FETCH_WAIT_MS)
