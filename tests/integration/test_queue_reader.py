@@ -133,3 +133,37 @@ async def test_a_paused_queue_keeps_its_position_and_the_others_read_on(
         assert slow.taken == list(range(60))
     finally:
         await reader.stop()
+
+
+async def test_an_idle_reader_polls_less_often_and_wakes_on_a_new_queue(
+    test_settings: Settings, monkeypatch: Any
+) -> None:
+    """Once nothing happened for IDLE_AFTER_S the long poll is IDLE_FETCH_WAIT_MS; adding a
+    queue brings the short wait back, and the added queue's records are read."""
+    import app.transport.queue_reader as queue_reader
+
+    monkeypatch.setattr(queue_reader, "IDLE_AFTER_S", 0.5)
+    names = await _topics(test_settings, 2)
+    reader = QueueReader(test_settings)
+    await reader.start()
+    try:
+        first = FakeQueue(names[0])
+        reader.add(first)
+        await _fill(test_settings, names[0], 0, 5)
+        await eventually(lambda: len(first.taken), lambda n: n == 5, wait_s=20, what="read")
+        await eventually(
+            lambda: reader.fetch_wait_ms,
+            lambda wait: wait == queue_reader.IDLE_FETCH_WAIT_MS,
+            wait_s=20,
+            what="the idle wait",
+        )
+        monkeypatch.setattr(queue_reader, "IDLE_AFTER_S", 60.0)  # no idling again meanwhile
+        second = FakeQueue(names[1])
+        await _fill(test_settings, names[1], 0, 3)
+        reader.add(second)
+        await eventually(lambda: second.taken, lambda got: got == [0, 1, 2], wait_s=20, what="new")
+        assert reader.fetch_wait_ms == queue_reader.QUEUE_FETCH_WAIT_MS
+        assert reader._consumer is not None
+        assert reader._consumer._fetcher._fetch_max_wait_ms == queue_reader.QUEUE_FETCH_WAIT_MS
+    finally:
+        await reader.stop()
