@@ -795,8 +795,8 @@ async def main() -> None:
     churn: dict[str, Any] | None = None
     try:
         for mode, fields, batch_size, aim in (
-            ("unbatched", {"worker_count": 20}, 1, 0.67),
-            ("batched", {"batch": True, "batch_size": 100, "worker_count": 20}, 100, 0.8),
+            ("unbatched", {"worker_count": 20}, 1, 0.75),
+            ("batched", {"batch": True, "batch_size": 100, "worker_count": 20}, 100, 0.9),
         ):
             if mode not in args.modes.split(","):
                 continue
