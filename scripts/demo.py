@@ -7,7 +7,6 @@ Runs against the broker `make demo` started (WEBHOOKS_KAFKA_BOOTSTRAP, default 1
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import random
 import secrets
@@ -28,6 +27,7 @@ from rich.table import Table
 
 from app.devtools.receiver import WebhookReceiver
 from app.devtools.tls import make_local_tls
+from app.transport.waits import wait_event
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_DIR = ROOT / ".demo"
@@ -173,8 +173,7 @@ async def main() -> None:
                     )
                     produced += 1
                 live.update(view(receiver, produced))
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), timeout=0.5)
+                await wait_event(stop, 0.5)
     finally:
         await producer.stop()
         os.killpg(worker.pid, signal.SIGTERM)

@@ -36,13 +36,20 @@ log = logging.getLogger(__name__)
 # Queues are long-polled: the broker answers as soon as a record arrives, so the wait costs
 # no latency for records, while each poll costs both sides CPU: decoding the (empty) answer
 # for every partition of every job (aiokafka has no incremental fetch sessions) was most of
-# an idle worker's CPU, 20 % of a core for 1 000 jobs polled every second. The wait is
-# longer once nothing at all happened for IDLE_AFTER_S (no record, no re-assign, no job
-# paused). It is not longer always because a fetch sent after a re-assign or a resume waits
-# on the broker behind the poll in flight on the same connection: a job added, or resumed
-# beside idle ones, would wait up to that long (and starting 1 000 jobs chained such waits:
-# 48 s with 5 s always, 7 s with 1 s).
+# an idle worker's CPU, 20 % of a core for 1 000 jobs polled every second.
+# But the broker answers one request per connection at a time: a fetch sent after a
+# re-assign (and the metadata request for the new topics that aiokafka sends first) waits
+# behind the poll in flight, whose partitions are often quiet. Starting 1 000 jobs re-assigns
+# in waves, each wave waited one poll: half the jobs first delivered ~20 s after the start.
+# So the wait is:
+# - ADDING_FETCH_WAIT_MS for ADDING_S after a re-assign (jobs are starting: each wave
+#   waits a short poll at most);
+# - IDLE_FETCH_WAIT_MS once nothing at all happened for IDLE_AFTER_S (no record, no
+#   re-assign, no job paused); a job added to such a reader waits for that poll once;
+# - QUEUE_FETCH_WAIT_MS otherwise.
 QUEUE_FETCH_WAIT_MS = 1000
+ADDING_FETCH_WAIT_MS = 100
+ADDING_S = 2.0
 IDLE_FETCH_WAIT_MS = 5000
 IDLE_AFTER_S = 10.0
 REASSIGN_DELAY_S = 0.02
@@ -73,6 +80,7 @@ class QueueReader:
         self._pending = False
         self._has_partitions = asyncio.Event()
         self._active_at = time.monotonic()  # the last record, re-assign or resume
+        self._reassigned_at = 0.0
         self.fetch_wait_ms = QUEUE_FETCH_WAIT_MS
 
     async def start(self) -> None:
@@ -159,11 +167,14 @@ class QueueReader:
                 paused.append(tp)
         if paused:
             consumer.pause(*paused)
-        self._active()
+        self._active_at = self._reassigned_at = time.monotonic()
+        self._set_fetch_wait(ADDING_FETCH_WAIT_MS)
 
     def _active(self) -> None:
-        self._active_at = time.monotonic()
-        self._set_fetch_wait(QUEUE_FETCH_WAIT_MS)
+        now = time.monotonic()
+        self._active_at = now
+        if now - self._reassigned_at > ADDING_S:
+            self._set_fetch_wait(QUEUE_FETCH_WAIT_MS)
 
     def _set_fetch_wait(self, wait_ms: int) -> None:
         """The long-poll wait of the next fetches (aiokafka reads it per fetch request)."""
@@ -186,3 +197,5 @@ class QueueReader:
                 self._active()
             elif time.monotonic() - self._active_at > IDLE_AFTER_S:
                 self._set_fetch_wait(IDLE_FETCH_WAIT_MS)
+            elif time.monotonic() - self._reassigned_at > ADDING_S:
+                self._set_fetch_wait(QUEUE_FETCH_WAIT_MS)

@@ -135,14 +135,21 @@ async def test_a_paused_queue_keeps_its_position_and_the_others_read_on(
         await reader.stop()
 
 
-async def test_an_idle_reader_polls_less_often_and_wakes_on_a_new_queue(
+async def test_the_fetch_wait_follows_what_the_reader_is_doing(
     test_settings: Settings, monkeypatch: Any
 ) -> None:
     """Once nothing happened for IDLE_AFTER_S the long poll is IDLE_FETCH_WAIT_MS; adding a
-    queue brings the short wait back, and the added queue's records are read."""
+    queue makes it ADDING_FETCH_WAIT_MS for ADDING_S (the added queue's records are read),
+    then QUEUE_FETCH_WAIT_MS; aiokafka's fetcher is given each."""
     import app.transport.queue_reader as queue_reader
 
+    def fetcher_wait() -> int:
+        assert reader._consumer is not None
+        wait: int = reader._consumer._fetcher._fetch_max_wait_ms
+        return wait
+
     monkeypatch.setattr(queue_reader, "IDLE_AFTER_S", 0.5)
+    monkeypatch.setattr(queue_reader, "ADDING_S", 0.2)
     names = await _topics(test_settings, 2)
     reader = QueueReader(test_settings)
     await reader.start()
@@ -152,18 +159,25 @@ async def test_an_idle_reader_polls_less_often_and_wakes_on_a_new_queue(
         await _fill(test_settings, names[0], 0, 5)
         await eventually(lambda: len(first.taken), lambda n: n == 5, wait_s=20, what="read")
         await eventually(
-            lambda: reader.fetch_wait_ms,
+            fetcher_wait,
             lambda wait: wait == queue_reader.IDLE_FETCH_WAIT_MS,
             wait_s=20,
             what="the idle wait",
         )
         monkeypatch.setattr(queue_reader, "IDLE_AFTER_S", 60.0)  # no idling again meanwhile
+        monkeypatch.setattr(queue_reader, "ADDING_S", 60.0)
         second = FakeQueue(names[1])
         await _fill(test_settings, names[1], 0, 3)
         reader.add(second)
         await eventually(lambda: second.taken, lambda got: got == [0, 1, 2], wait_s=20, what="new")
+        assert fetcher_wait() == queue_reader.ADDING_FETCH_WAIT_MS
+        monkeypatch.setattr(queue_reader, "ADDING_S", 0.2)
+        await eventually(
+            fetcher_wait,
+            lambda wait: wait == queue_reader.QUEUE_FETCH_WAIT_MS,
+            wait_s=20,
+            what="the usual wait once the queues are added",
+        )
         assert reader.fetch_wait_ms == queue_reader.QUEUE_FETCH_WAIT_MS
-        assert reader._consumer is not None
-        assert reader._consumer._fetcher._fetch_max_wait_ms == queue_reader.QUEUE_FETCH_WAIT_MS
     finally:
         await reader.stop()
