@@ -114,6 +114,10 @@ class Settings(BaseSettings):
     processes: int | None = Field(default=None, ge=1, le=256)
     """Worker processes `webhooks worker` runs side by side (one per core); default: the
     cores this machine or container may use (CPU affinity and cgroup quota)."""
+    siblings: int = Field(default=1, ge=1, le=256)
+    """Set by `webhooks worker` for each of its processes (not an operator setting): how
+    many processes it started, so the first to join the delivery slots leaves the others
+    their share instead of taking every job and handing half of them over at once."""
     backfills_topic: str = "webhook-backfills"
     """Compacted topic of backfill requests, key = job id."""
     backfill_progress_topic: str = "webhook-backfill-progress"

@@ -41,10 +41,11 @@ def usable_cpus(cgroup_root: Path = Path("/sys/fs/cgroup")) -> int:
     return max(1, count)
 
 
-def child_env(settings: Settings, index: int) -> dict[str, str]:
-    """The settings that make child `index` a worker of its own."""
+def child_env(settings: Settings, index: int, processes: int = 1) -> dict[str, str]:
+    """The settings that make child `index` (of `processes`) a worker of its own."""
     env = {
         "WEBHOOKS_PROCESSES": "1",
+        "WEBHOOKS_SIBLINGS": str(processes),
         "WEBHOOKS_WORKER_ID": f"{settings.worker_id}-{index}",
         "WEBHOOKS_DATA_DIR": str(settings.data_dir / f"process-{index}"),
     }
@@ -94,7 +95,7 @@ class Supervisor:
     def spawn(self, index: int) -> subprocess.Popen[bytes]:
         """A child in a session of its own, so a signal reaches it once (from here), not
         also from the terminal; it is sent SIGTERM if this process dies (Linux)."""
-        env = {**os.environ, **child_env(self.settings, index)}
+        env = {**os.environ, **child_env(self.settings, index, self.processes)}
         Path(env["WEBHOOKS_DATA_DIR"]).mkdir(parents=True, exist_ok=True)
         return subprocess.Popen(
             self.command, env=env, start_new_session=True, preexec_fn=_term_with_parent

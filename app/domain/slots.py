@@ -66,3 +66,43 @@ def plan_slots(held: Mapping[str, frozenset[int]], slots: int = SLOTS) -> dict[s
         taker = min(below, key=lambda m: (len(plan[m]), m))
         plan[taker].add(slot)
     return plan
+
+
+# How long the shares of a starting worker's processes that have not joined yet wait for
+# them: a process joins after its Faust app and registry are up, 2-5 s after its first
+# sibling on a busy 2-core machine. A process that never comes is noticed as late as a dead
+# member is (the 10 s session timeout).
+SIBLING_GRACE_S = 10.0
+
+
+def plan_with_absent(
+    held: Mapping[str, frozenset[int]], absent: int, slots: int = SLOTS
+) -> dict[str, set[int]]:
+    """`plan_slots` as if `absent` more members (holding nothing) were in the group: the
+    present members get their share of the larger group, and the absent members' shares
+    stay unassigned until they join (or the leader plans without them).
+
+    Used while a worker's processes are starting: the first process to join would otherwise
+    take every slot, start every job, and hand half of them over a second later."""
+    phantoms = {f"\x7fabsent-{i}": frozenset[int]() for i in range(absent)}
+    plan = plan_slots({**held, **phantoms}, slots)
+    return {member: plan[member] for member in held}
+
+
+def missing_siblings(
+    members: Mapping[str, tuple[str, int, float]], grace_s: float = SIBLING_GRACE_S
+) -> tuple[int, float]:
+    """From each member's (worker, processes its worker runs, seconds since it started):
+    how many processes of workers that started less than `grace_s` ago have not joined yet,
+    and how long until the youngest such worker's grace ends (0 when none is missing)."""
+    workers: dict[str, tuple[int, int, float]] = {}  # worker -> (expected, present, youngest)
+    for worker, processes, age_s in members.values():
+        expected, present, youngest = workers.get(worker, (processes, 0, age_s))
+        workers[worker] = (max(expected, processes), present + 1, min(youngest, age_s))
+    missing = 0
+    wait_s = 0.0
+    for expected, present, youngest in workers.values():
+        if present < expected and youngest < grace_s:
+            missing += expected - present
+            wait_s = max(wait_s, grace_s - youngest)
+    return missing, wait_s

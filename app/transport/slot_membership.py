@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 
 import orjson
@@ -29,7 +30,7 @@ from aiokafka.coordinator.protocol import (
     ConsumerProtocolMemberMetadata,
 )
 
-from app.domain.slots import SLOTS, plan_slots
+from app.domain.slots import SLOTS, missing_siblings, plan_slots, plan_with_absent
 from app.settings import Settings
 from app.topic_catalog import delivery_slots_group
 from app.transport.kafka import cancel_and_wait, group_timeouts, start_client
@@ -59,22 +60,74 @@ def _slots_from(data: bytes | None) -> frozenset[int]:
     return frozenset(s for s in value if isinstance(s, int) and 0 <= s < SLOTS)
 
 
+def _member_from(data: bytes | None) -> tuple[str, int, float] | None:
+    """(worker, processes it runs, seconds since this process started) from the object
+    that follows the slots in a member's user data (a reader that knows only slots skips
+    it); None when absent or unreadable."""
+    try:
+        value = orjson.loads(data or b"[]")
+    except orjson.JSONDecodeError:
+        return None
+    found = [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
+    if not found:
+        return None
+    info = found[0]
+    worker, processes, age = info.get("worker"), info.get("processes"), info.get("age_s")
+    if not (
+        isinstance(worker, str)
+        and isinstance(processes, int)
+        and 1 <= processes <= 256
+        and isinstance(age, int | float)
+    ):
+        return None
+    return worker, processes, float(age)
+
+
 class SlotAssignor(AbstractPartitionAssignor):  # type: ignore[misc]
-    """Run by the group's leader: `plan_slots` over what every member reports holding."""
+    """Run by the group's leader: `plan_slots` over what every member reports holding.
+    While a worker's processes are starting (`missing_siblings`), the shares of those not
+    joined yet stay free for them (`plan_with_absent`), and `on_recheck(seconds)` asks for
+    another round when the wait is over."""
 
     name = "aw-delivery-slots"
     version = 0
 
-    def __init__(self, held: Callable[[], frozenset[int]], on_slots: Callable[[set[int]], None]):
+    def __init__(
+        self,
+        held: Callable[[], frozenset[int]],
+        on_slots: Callable[[set[int]], None],
+        member: Callable[[], dict[str, object]] | None = None,
+        on_recheck: Callable[[float], None] | None = None,
+    ):
         self._held = held
         self._on_slots = on_slots
+        self._member = member
+        self._on_recheck = on_recheck
 
     def assign(  # type: ignore[override]
         self,
         cluster: ClusterMetadata,
         members: Mapping[str, ConsumerProtocolMemberMetadata],
     ) -> dict[str, ConsumerProtocolMemberAssignment]:
-        plan = plan_slots({m: _slots_from(meta.user_data) for m, meta in members.items()})
+        held = {m: _slots_from(meta.user_data) for m, meta in members.items()}
+        infos = {
+            m: info
+            for m, meta in members.items()
+            if (info := _member_from(meta.user_data)) is not None
+        }
+        missing, wait_s = missing_siblings(infos)
+        if missing:
+            plan = plan_with_absent(held, missing)
+            log.info(
+                "delivery slots: %d process(es) of a starting worker not joined yet; "
+                "their share waits for them up to %.1f s",
+                missing,
+                wait_s,
+            )
+            if self._on_recheck is not None:
+                self._on_recheck(wait_s)
+        else:
+            plan = plan_slots(held)
         return {
             member: ConsumerProtocolMemberAssignment(
                 self.version, [], orjson.dumps(sorted(plan.get(member, ())))
@@ -83,9 +136,10 @@ class SlotAssignor(AbstractPartitionAssignor):  # type: ignore[misc]
         }
 
     def metadata(self, topics: Iterable[str]) -> ConsumerProtocolMemberMetadata:  # type: ignore[override]
-        return ConsumerProtocolMemberMetadata(
-            self.version, list(topics), orjson.dumps(sorted(self._held()))
-        )
+        about: list[object] = [*sorted(self._held())]
+        if self._member is not None:
+            about.append(self._member())
+        return ConsumerProtocolMemberMetadata(self.version, list(topics), orjson.dumps(about))
 
     def on_assignment(self, assignment: ConsumerProtocolMemberAssignment) -> None:  # type: ignore[override]
         self._on_slots(set(_slots_from(assignment.user_data)))
@@ -104,13 +158,17 @@ class SlotMembership:
         self._changed = asyncio.Event()
         self._consumer: AIOKafkaConsumer | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._started = time.monotonic()
+        self._recheck: asyncio.TimerHandle | None = None
 
     async def start(self) -> None:
         self._consumer = AIOKafkaConsumer(
             **connection_options(self.settings),
             group_id=delivery_slots_group(self.settings),
             enable_auto_commit=False,
-            partition_assignment_strategy=(SlotAssignor(lambda: self.held, self._assigned),),
+            partition_assignment_strategy=(
+                SlotAssignor(lambda: self.held, self._assigned, self._about, self._recheck_later),
+            ),
             metadata_max_age_ms=300000,
             **(group_timeouts(self.settings) | {"heartbeat_interval_ms": SLOTS_HEARTBEAT_MS}),
         )
@@ -121,8 +179,34 @@ class SlotMembership:
             asyncio.create_task(self._apply(), name="delivery-slots-apply"),
         ]
 
+    def _about(self) -> dict[str, object]:
+        """What the leader learns of this process besides its slots (`missing_siblings`)."""
+        settings = self.settings
+        worker = settings.worker_id
+        if settings.siblings > 1:  # `webhooks worker` named its processes <worker id>-<i>
+            worker = worker.rsplit("-", 1)[0]
+        return {
+            "worker": worker,
+            "processes": settings.siblings,
+            "age_s": round(time.monotonic() - self._started, 3),
+        }
+
+    def _recheck_later(self, wait_s: float) -> None:
+        """Another round once a starting worker's wait for its processes is over (if they
+        joined meanwhile, that round just changes nothing)."""
+        if self._recheck is not None:
+            self._recheck.cancel()
+        self._recheck = asyncio.get_running_loop().call_later(wait_s + 0.1, self._rejoin)
+
+    def _rejoin(self) -> None:
+        self._recheck = None
+        if self._consumer is not None:
+            self._consumer._coordinator.request_rejoin()
+
     async def stop(self) -> None:
         """Leave the group (call after this process's jobs were stopped and committed)."""
+        if self._recheck is not None:
+            self._recheck.cancel()
         for task in self._tasks:
             await cancel_and_wait(task)
         if self._consumer is not None:

@@ -5,7 +5,14 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from app.domain.slots import SLOTS, plan_slots, slot_of
+from app.domain.slots import (
+    SIBLING_GRACE_S,
+    SLOTS,
+    missing_siblings,
+    plan_slots,
+    plan_with_absent,
+    slot_of,
+)
 
 members_st = st.lists(st.sampled_from([f"w{i}" for i in range(8)]), min_size=1, unique=True)
 
@@ -90,3 +97,44 @@ def test_slot_of_is_stable() -> None:
     assert {j: slot_of(j) for j in ("job-1", "orders", "a")} == {"job-1": 63, "orders": 46, "a": 3}
     assert all(0 <= slot_of(f"job-{i}") < SLOTS for i in range(1000))
     assert len({slot_of(f"job-{i}") for i in range(1000)}) == SLOTS  # every slot is used
+
+
+# -- a worker's processes starting: the absent ones' shares wait for them ------------------
+
+
+@given(holdings(), st.integers(0, 4))
+def test_with_absent_members_a_held_slot_still_never_moves_and_their_share_stays_free(
+    drawn: dict[str, frozenset[int]], absent: int
+) -> None:
+    held, slots = _split(dict(drawn))
+    plan = plan_with_absent(held, absent, slots)
+    assert set(plan) == set(held)
+    owners: dict[int, str] = {}
+    for member, got in plan.items():
+        for slot in got:
+            assert slot not in owners
+            owners[slot] = member
+            assert {m for m, h in held.items() if slot in h} <= {member}
+    quota = -(-slots // (len(held) + absent))
+    assert all(len(got) <= quota for got in plan.values())
+
+
+def test_the_first_process_of_two_takes_half_and_its_sibling_the_rest_without_a_move() -> None:
+    first = plan_with_absent({"a": frozenset()}, 1)
+    assert len(first["a"]) == SLOTS // 2
+    both = plan_slots({"a": frozenset(first["a"]), "b": frozenset()})
+    assert both["a"] == first["a"], "nothing is taken from the first process"
+    assert both["b"] == set(range(SLOTS)) - first["a"]
+
+
+def test_missing_siblings_counts_the_processes_of_young_workers_not_joined_yet() -> None:
+    assert missing_siblings({"m1": ("w", 2, 0.5)}) == (1, SIBLING_GRACE_S - 0.5)
+    assert missing_siblings({"m1": ("w", 2, 0.5), "m2": ("w", 2, 0.1)}) == (0, 0.0)
+    # After the grace, or for a worker running one process, nobody is waited for.
+    assert missing_siblings({"m1": ("w", 2, SIBLING_GRACE_S + 1)}) == (0, 0.0)
+    assert missing_siblings({"m1": ("w", 1, 0.1)}) == (0, 0.0)
+    # A process started again beside an old sibling is young, but nobody is missing.
+    assert missing_siblings({"m1": ("w", 2, 100.0), "m2": ("w", 2, 0.2)}) == (0, 0.0)
+    # Workers are counted apart.
+    got = missing_siblings({"m1": ("w", 4, 1.0), "m2": ("v", 2, 50.0), "m3": ("w", 4, 2.0)})
+    assert got == (2, SIBLING_GRACE_S - 1.0)
