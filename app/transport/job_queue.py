@@ -34,14 +34,14 @@ from aiokafka import TopicPartition
 from aiokafka.errors import KafkaError
 
 from app.domain.offsets import OffsetTracker, decode_done, encode_done
-from app.transport.kafka import cancel_and_wait
-from app.transport.kafka_admin import (
+from app.transport.group_offsets import (
     CommitRefused,
-    SharedAdmin,
     commit_group_offsets,
     committed_offsets,
     group_member_count,
 )
+from app.transport.kafka import cancel_and_wait
+from app.transport.kafka_admin import SharedAdmin
 from app.transport.queue_reader import QueueReader
 
 log = logging.getLogger(__name__)

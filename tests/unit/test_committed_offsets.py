@@ -14,7 +14,7 @@ from aiokafka.errors import (
     KafkaError,
 )
 
-from app.transport.kafka_admin import committed_offsets
+from app.transport.group_offsets import committed_offsets
 
 
 class Answers:

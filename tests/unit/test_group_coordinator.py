@@ -6,7 +6,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from app.transport.kafka_admin import java_string_hash, offsets_partition
+from app.transport.group_offsets import java_string_hash, offsets_partition
 
 
 def test_java_string_hash_matches_java() -> None:
