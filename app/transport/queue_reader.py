@@ -168,16 +168,22 @@ class QueueReader:
         if paused:
             consumer.pause(*paused)
         self._active_at = self._reassigned_at = time.monotonic()
-        self._set_fetch_wait(ADDING_FETCH_WAIT_MS)
+        self._update_fetch_wait()
 
     def _active(self) -> None:
-        now = time.monotonic()
-        self._active_at = now
-        if now - self._reassigned_at > ADDING_S:
-            self._set_fetch_wait(QUEUE_FETCH_WAIT_MS)
+        self._active_at = time.monotonic()
+        self._update_fetch_wait()
 
-    def _set_fetch_wait(self, wait_ms: int) -> None:
-        """The long-poll wait of the next fetches (aiokafka reads it per fetch request)."""
+    def _update_fetch_wait(self) -> None:
+        """The long-poll wait of the next fetches, from what happened when (see the
+        constants); aiokafka reads it per fetch request."""
+        now = time.monotonic()
+        if now - self._reassigned_at <= ADDING_S:
+            wait_ms = ADDING_FETCH_WAIT_MS
+        elif now - self._active_at > IDLE_AFTER_S:
+            wait_ms = IDLE_FETCH_WAIT_MS
+        else:
+            wait_ms = QUEUE_FETCH_WAIT_MS
         fetcher = self._consumer._fetcher if self._consumer is not None else None
         if fetcher is not None and wait_ms != self.fetch_wait_ms:
             fetcher._fetch_max_wait_ms = wait_ms
@@ -195,7 +201,5 @@ class QueueReader:
                     queue.take(tp, records)
             if batches or consumer.paused():
                 self._active()
-            elif time.monotonic() - self._active_at > IDLE_AFTER_S:
-                self._set_fetch_wait(IDLE_FETCH_WAIT_MS)
-            elif time.monotonic() - self._reassigned_at > ADDING_S:
-                self._set_fetch_wait(QUEUE_FETCH_WAIT_MS)
+            else:
+                self._update_fetch_wait()

@@ -49,29 +49,20 @@ SLOTS_HEARTBEAT_MS = 500
 OnChange = Callable[[set[int], set[int]], Awaitable[None]]
 
 
-def _slots_from(data: bytes | None) -> frozenset[int]:
-    """Slots in a member's user data; anything unreadable is no slots."""
+def _read_user_data(data: bytes | None) -> tuple[frozenset[int], tuple[str, int, float] | None]:
+    """A member's user data: the slots it holds, then an object with (worker, processes its
+    worker runs, seconds since this process started); a reader that knows only slots skips
+    the object. Anything unreadable is no slots, or no member info."""
     try:
         value = orjson.loads(data or b"[]")
     except orjson.JSONDecodeError:
-        return frozenset()
+        return frozenset(), None
     if not isinstance(value, list):
-        return frozenset()
-    return frozenset(s for s in value if isinstance(s, int) and 0 <= s < SLOTS)
-
-
-def _member_from(data: bytes | None) -> tuple[str, int, float] | None:
-    """(worker, processes it runs, seconds since this process started) from the object
-    that follows the slots in a member's user data (a reader that knows only slots skips
-    it); None when absent or unreadable."""
-    try:
-        value = orjson.loads(data or b"[]")
-    except orjson.JSONDecodeError:
-        return None
-    found = [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
-    if not found:
-        return None
-    info = found[0]
+        return frozenset(), None
+    slots = frozenset(s for s in value if isinstance(s, int) and 0 <= s < SLOTS)
+    info = next((v for v in value if isinstance(v, dict)), None)
+    if info is None:
+        return slots, None
     worker, processes, age = info.get("worker"), info.get("processes"), info.get("age_s")
     if not (
         isinstance(worker, str)
@@ -79,8 +70,16 @@ def _member_from(data: bytes | None) -> tuple[str, int, float] | None:
         and 1 <= processes <= 256
         and isinstance(age, int | float)
     ):
-        return None
-    return worker, processes, float(age)
+        return slots, None
+    return slots, (worker, processes, float(age))
+
+
+def _slots_from(data: bytes | None) -> frozenset[int]:
+    return _read_user_data(data)[0]
+
+
+def _member_from(data: bytes | None) -> tuple[str, int, float] | None:
+    return _read_user_data(data)[1]
 
 
 class SlotAssignor(AbstractPartitionAssignor):  # type: ignore[misc]
@@ -109,12 +108,9 @@ class SlotAssignor(AbstractPartitionAssignor):  # type: ignore[misc]
         cluster: ClusterMetadata,
         members: Mapping[str, ConsumerProtocolMemberMetadata],
     ) -> dict[str, ConsumerProtocolMemberAssignment]:
-        held = {m: _slots_from(meta.user_data) for m, meta in members.items()}
-        infos = {
-            m: info
-            for m, meta in members.items()
-            if (info := _member_from(meta.user_data)) is not None
-        }
+        read = {m: _read_user_data(meta.user_data) for m, meta in members.items()}
+        held = {m: slots for m, (slots, _info) in read.items()}
+        infos = {m: info for m, (_slots, info) in read.items() if info is not None}
         missing, wait_s = missing_siblings(infos)
         if missing:
             plan = plan_with_absent(held, missing)
