@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -48,34 +48,27 @@ def cpu_seconds(pids: int | Iterable[int]) -> float:
     return sum(_stat_seconds(p) for root in roots for p in process_tree(root))
 
 
-def socket_count(pid: int) -> int:
-    """Open sockets of a process and its descendants (a worker's processes)."""
-    count = 0
-    for member in process_tree(pid):
-        with contextlib.suppress(OSError):  # gone meanwhile
-            for fd in Path(f"/proc/{member}/fd").iterdir():
-                with contextlib.suppress(OSError):  # closed meanwhile
-                    count += os.readlink(fd).startswith("socket:")
-    return count
-
-
-def _socket_inodes(pid: int) -> set[int]:
-    inodes: set[int] = set()
+def _socket_links(pid: int) -> Iterator[str]:
+    """`socket:[inode]` for every socket descriptor of a process and its descendants."""
     for member in process_tree(pid):
         with contextlib.suppress(OSError):  # gone meanwhile
             for fd in Path(f"/proc/{member}/fd").iterdir():
                 with contextlib.suppress(OSError):  # closed meanwhile
                     target = os.readlink(fd)
-                    if target.startswith("socket:["):
-                        inodes.add(int(target[8:-1]))
-    return inodes
+                    if target.startswith("socket:"):
+                        yield target
+
+
+def socket_count(pid: int) -> int:
+    """Open sockets of a process and its descendants (a worker's processes)."""
+    return sum(1 for _ in _socket_links(pid))
 
 
 def sockets_by_peer(pid: int, ports: dict[int, str]) -> dict[str, int]:
     """The TCP sockets of a process and its descendants, counted by the name `ports` gives
     their remote port (e.g. the broker's, the receiver's); "listening" for servers, "other"
     for the rest (pipes and Unix sockets are not counted)."""
-    inodes = _socket_inodes(pid)
+    inodes = {int(link[8:-1]) for link in _socket_links(pid)}
     counts: dict[str, int] = {}
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         with contextlib.suppress(OSError), open(table) as lines:
