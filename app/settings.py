@@ -103,6 +103,14 @@ class Settings(BaseSettings):
     """Compacted topic of authorizations (secrets encrypted)."""
     deadletter_topic: str = "webhook-deadletter"
     """Where omitted and invalid events go, with the reason."""
+    deadletter_retention_days: float = Field(default=7.0, gt=0, le=3650)
+    """How long the dead-letter topic keeps records (its `retention.ms`, set when topics are
+    created and by `webhooks topics create` on an existing topic). Dead letters hold whole
+    events (profile data): Kafka cannot delete one record of such a topic, so this is how
+    long an erased user's data can stay there. The erasures topic is kept as long."""
+    erasures_topic: str = "webhook-erasures"
+    """Compacted topic of erasures (key: erasure id, never the user id): what keeps dead
+    letters of erased users from being replayed."""
     enrichment_topic: str = "webhook_enrichment"
     """Default output stream of enrichment jobs."""
     status_topic: str = "webhook-job-status"

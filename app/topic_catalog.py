@@ -22,6 +22,7 @@ class TopicSpec:
     cleanup_policy: str
     config: dict[str, str] = field(default_factory=dict)
     description: str = ""
+    managed: tuple[str, ...] = ()  # config keys a setting decides, kept in line on existing topics
 
     def broker_config(self) -> dict[str, str]:
         return {"cleanup.policy": self.cleanup_policy, **self.config}
@@ -42,13 +43,20 @@ def load_catalog(settings: Settings, directory: Path = TOPICS_DIR) -> list[Topic
         partitions = int(doc["partitions"])
         if name == settings.input_topic or name == state_changelog_topic(settings):
             partitions = settings.input_partitions  # must stay co-partitioned
+        config = {k: str(v) for k, v in doc.get("config", {}).items()}
+        managed: tuple[str, ...] = ()
+        if doc.get("retention_setting"):
+            days = float(getattr(settings, doc["retention_setting"]))
+            config["retention.ms"] = str(round(days * 86_400_000))
+            managed = ("retention.ms",)
         specs.append(
             TopicSpec(
                 name=name,
                 partitions=partitions,
                 cleanup_policy=doc["cleanup_policy"],
-                config={k: str(v) for k, v in doc.get("config", {}).items()},
+                config=config,
                 description=doc.get("description", ""),
+                managed=managed,
             )
         )
     return specs

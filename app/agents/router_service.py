@@ -26,11 +26,14 @@ from app.domain.baselines import (
     with_baselines,
 )
 from app.domain.deadletters import deadletter_value
+from app.domain.erasure import Erasure, ErasureIds, erasure_record, log_entries
 from app.domain.errors import InvalidRecord
 from app.domain.jobs import JobConfig
 from app.domain.record_routing import OutRecord, Source, plan_record, truncated_copy
 from app.domain.records import parse_record
 from app.domain.routing import field_tag
+from app.domain.secrets import box_from_settings
+from app.domain.timefmt import rfc3339
 from app.settings import Settings
 from app.transport import metrics
 from app.transport.batch_producer import BatchWriter
@@ -73,6 +76,7 @@ class RouterService:
         self._slots = asyncio.Semaphore(PIPELINE_DEPTH)
         self._writing = asyncio.Lock()
         self._established: set[tuple[int, str, str]] = set()  # (partition, job id, field tag)
+        self._erasure_ids = ErasureIds.from_box(box_from_settings(settings), settings.app_id)
 
     async def start(self) -> None:
         self._producer = durable_producer(
@@ -186,6 +190,8 @@ class RouterService:
         dl_topic = self.settings.deadletter_topic
         changelog = self.store.changelog_topic
         maps: dict[int, dict[bytes, bytes]] = {}
+        now = time.time()
+        now_text = rfc3339(now) or ""
         for message in events:
             data = maps.get(message.partition)
             if data is None:
@@ -199,14 +205,46 @@ class RouterService:
                 jobs,
                 dl_topic,
                 changelog,
+                now_text,
             )
             if plan.dead_lettered:
                 metrics.INPUT_DEAD_LETTERED.inc()
-            if not plan.dead_lettered and plan.state_key is not None and plan.new_state is not None:
+            elif plan.erasure is not None and plan.state_key is not None:
+                data.pop(plan.state_key, None)
+                out.extend(self._erasure_records(plan.erasure, jobs, now, now_text))
+            elif plan.state_key is not None and plan.new_state is not None:
                 data[plan.state_key] = plan.new_state
             out.extend(plan.records)
         metrics.INPUT_ROUTED.inc(len(events))
         metrics.STATE_ENTRIES.set(self.store.size())
+        return out
+
+    def _erasure_records(
+        self, erasure: Erasure, jobs: dict[str, JobConfig], now: float, now_text: str
+    ) -> list[OutRecord]:
+        """The erasure record and the affected jobs' `erased` log entries: written with the
+        batch's other records, so they are durable before the tombstone's offset is
+        committed."""
+        ids = self._erasure_ids
+        out: list[OutRecord] = [
+            (
+                self.settings.erasures_topic,
+                ids.record_key(erasure.user_id),
+                erasure_record(erasure, ids, now, now_text),
+                None,
+            )
+        ]
+        for item in log_entries(erasure, jobs, ids, self.settings.worker_id, now):
+            out.append((self.settings.job_log_topic, item.job_id.encode(), item.to_bytes(), None))
+        metrics.USERS_ERASED.labels("known" if erasure.known else "unknown").inc()
+        metrics.ERASURE_EXITS.inc(sum(len(j.event_ids) for j in erasure.jobs))
+        log.info(
+            "user erased (erasure id %s, tombstone at %s[%d]@%d): %s",
+            ids.erasure_id(erasure.user_id),
+            *erasure.source,
+            ", ".join(f"job {j.job_id}: {len(j.event_ids)} exit(s)" for j in erasure.jobs)
+            or "in no job's audiences",
+        )
         return out
 
     async def _ensure_baselines(self, events: Sequence[Any]) -> None:

@@ -175,6 +175,20 @@ def openapi_document() -> dict[str, Any]:
                 extra=conflict,
             ),
         },
+        "/v1/users/{id}/forget": {
+            "post": _op(
+                "Erase a user: write its tombstone to the input topic (README, Deleting users)",
+                {"202": _answer("tombstone written; erasure id", OBJECT)},
+                params=[ID],
+            ),
+        },
+        "/v1/users/forget": {
+            "post": _op(
+                "Erase users (many at once, or ids a path cannot hold)",
+                {"202": _answer("tombstones written; erasure ids", OBJECT)},
+                body=_ref("UserIds"),
+            ),
+        },
         "/v1/openapi.json": {
             "get": {
                 "summary": "This document",
@@ -200,6 +214,11 @@ def openapi_document() -> dict[str, Any]:
                         "ids": {"type": "array", "items": {"type": "string"}},
                         "force": {"type": "boolean"},
                     },
+                },
+                "UserIds": {
+                    "type": "object",
+                    "required": ["ids"],
+                    "properties": {"ids": {"type": "array", "items": {"type": "string"}}},
                 },
                 "Error": {
                     "type": "object",

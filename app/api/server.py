@@ -1,8 +1,8 @@
 """`webhooks api`: the use cases over HTTP (JSON, versioned under /v1), the OpenAPI document
 at /v1/openapi.json and the dashboard at /.
 
-Routes live by resource (`job_routes`, `authorization_routes`), shared answers and body
-reading in `responses`, the defences (bearer token, loopback Host without a token,
+Routes live by resource (`job_routes`, `authorization_routes`, `user_routes`), shared
+answers and body reading in `responses`, the defences (bearer token, loopback Host without a token,
 cross-site refusal, security headers) in `guards`. Errors are JSON
 `{"error": ..., "problems": [{"field", "rule"}], "problem_count": n}`: invalid input 422
 naming the wrong fields (the first 50, and how many there are), unknown ids 404, refusals
@@ -19,7 +19,7 @@ from importlib import resources
 
 from aiohttp import web
 
-from app.api import authorization_routes, job_routes
+from app.api import authorization_routes, job_routes, user_routes
 from app.api.guards import add_security_headers, guard_middleware, is_loopback
 from app.api.openapi import openapi_document
 from app.api.responses import MAX_BODY_BYTES, SETTINGS, Handler, json_response, problem
@@ -100,6 +100,7 @@ async def healthz(_request: web.Request) -> web.Response:
 ROUTES: list[tuple[str, str, Handler]] = [
     *job_routes.ROUTES,
     *authorization_routes.ROUTES,
+    *user_routes.ROUTES,
     ("GET", "/v1/openapi.json", openapi),
 ]
 

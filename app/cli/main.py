@@ -23,11 +23,12 @@ from app.cli.files import load_documents
 from app.cli.jobs_cli import jobs
 from app.cli.running import UsageProblem, check_secret_key, run_async
 from app.cli.supervisor import Supervisor, usable_cpus
+from app.cli.users_cli import users_group
 from app.domain.secrets import generate_key
 from app.settings import Settings, SettingsError, get_settings
-from app.topic_catalog import load_catalog
+from app.topic_catalog import TopicSpec, load_catalog
 from app.transport.kafka import BrokerUnavailable
-from app.transport.kafka_admin import ensure_topics
+from app.transport.kafka_admin import align_managed_configs, ensure_topics
 from app.transport.kafka_security import KafkaSecurityError
 from app.transport.log_format import logging_config
 from app.usecases import authorizations as auth_commands
@@ -67,11 +68,13 @@ def worker(loglevel: str, processes: int | None) -> None:
             err=True,
         )
     try:
-        created = asyncio.run(ensure_topics(settings, load_catalog(settings)))
+        created, changes = asyncio.run(_prepare_topics(settings))
     except (BrokerUnavailable, KafkaSecurityError) as exc:
         raise click.ClickException(str(exc)) from None
     for spec in created:
         click.echo(f"created topic {spec.name}", err=True)
+    for line in _change_lines(changes):
+        click.echo(line, err=True)
     if count > 1:
         sys.exit(Supervisor(settings, count, loglevel).run())
     from faust import Worker
@@ -82,6 +85,19 @@ def worker(loglevel: str, processes: int | None) -> None:
     if settings.log_format == "json":
         options["logging_config"] = logging_config(loglevel)
     Worker(app, loglevel=loglevel, quiet=True, **options).execute_from_commandline()
+
+
+async def _prepare_topics(
+    settings: Settings,
+) -> tuple[list[TopicSpec], list[tuple[str, str, str, str]]]:
+    """Create the missing declared topics; set what settings decide on the others."""
+    catalog = load_catalog(settings)
+    created = await ensure_topics(settings, catalog)
+    return created, await align_managed_configs(settings, catalog)
+
+
+def _change_lines(changes: list[tuple[str, str, str, str]]) -> list[str]:
+    return [f"set {key} of topic {topic}: {old} -> {new}" for topic, key, old, new in changes]
 
 
 @cli.command("api")
@@ -140,17 +156,21 @@ def topics() -> None:
 @topics.command("create")
 @run_async
 async def topics_create() -> None:
-    """Create every declared topic that does not exist yet (idempotent)."""
+    """Create every declared topic that does not exist yet (idempotent); set the dead-letter
+    and erasures topics' retention to WEBHOOKS_DEADLETTER_RETENTION_DAYS."""
     settings = get_settings()
-    catalog = load_catalog(settings)
-    created = await ensure_topics(settings, catalog)
+    created, changes = await _prepare_topics(settings)
     for spec in created:
         click.echo(f"created {spec.name} ({spec.partitions} partitions, {spec.cleanup_policy})")
-    click.echo(f"{len(created)} created, {len(catalog) - len(created)} already existed")
+    for line in _change_lines(changes):
+        click.echo(line)
+    existed = len(load_catalog(settings)) - len(created)
+    click.echo(f"{len(created)} created, {existed} already existed")
 
 
 cli.add_command(jobs)
 cli.add_command(deadletters_group)
+cli.add_command(users_group)
 
 
 @cli.group()

@@ -93,17 +93,17 @@ def queue_record_of(letter: DeadLetter) -> tuple[bytes, bytes] | None:
     data, by_fields = ev.get("data") or {}, ev.get("by_fields") or {}
     if not isinstance(data, dict) or not isinstance(by_fields, dict):
         return None
-    value = orjson.dumps(
-        {
-            "event_id": event_id,
-            "job_id": letter.job_id,
-            "time": ev.get("time") if isinstance(ev.get("time"), str) else None,
-            "user": {
-                "id": user_id,
-                "data": data,
-                "by_fields": by_fields,
-                "segment_events": segment_events,
-            },
-        }
-    )
-    return user_id.encode(), value
+    doc: dict[str, Any] = {
+        "event_id": event_id,
+        "job_id": letter.job_id,
+        "time": ev.get("time") if isinstance(ev.get("time"), str) else None,
+        "user": {
+            "id": user_id,
+            "data": data,
+            "by_fields": by_fields,
+            "segment_events": segment_events,
+        },
+    }
+    if isinstance(ev.get("reason"), str):
+        doc["reason"] = ev["reason"]  # an erasure's exit stays marked deleted
+    return user_id.encode(), orjson.dumps(doc)

@@ -10,7 +10,13 @@ id, so a job's entries stay in order on one partition; bounded retention):
 - `error`: a request attempt failed and will be retried (`reason`, `status`, `attempt`,
   `retry_in_s`), or something failed that the worker did not expect;
 - `backfill`: a backfill started or ended (`request_id`, `members`);
-- `delivery`: a worker started or stopped running the job (`version`), or it was deleted.
+- `delivery`: a worker started or stopped running the job (`version`), or it was deleted;
+- `replay`: dead letters were queued again (`dead_letters`, `event_ids`);
+- `erased`: a user of the job's audiences was deleted (`erasure_id`, a keyed hash, never the
+  user id: `app/domain/erasure.py`; `key_id`, `audiences`, `events`, `event_ids`).
+
+Entries carry event ids, counts, reasons and statuses, never profile data: a receiver's
+answer text in a reason is cut and has no request body (`app/domain/redaction.py`).
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ import orjson
 
 from app.domain.timefmt import rfc3339
 
-KINDS = ("state", "omitted", "error", "backfill", "delivery", "replay")
+KINDS = ("state", "omitted", "error", "backfill", "delivery", "replay", "erased")
 MAX_MESSAGE_CHARS = 2000
 MAX_EVENT_IDS = 100
 

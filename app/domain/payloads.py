@@ -25,20 +25,19 @@ def event_data(job: JobConfig, event: QueuedEvent) -> dict[str, Any]:
 
 
 def lytics_body(job: JobConfig, event: QueuedEvent) -> dict[str, Any]:
-    return {
-        "id": event.user_id,
-        "data": event_data(job, event),
-        "meta": {
-            "object": "user",
-            "subscription_id": job.id,
-            # The queue time, not the send time: a retry sends the very same body.
-            "timestamp": rfc3339_from_ms(event.queued_at_ms),
-        },
+    meta: dict[str, Any] = {
+        "object": "user",
+        "subscription_id": job.id,
+        # The queue time, not the send time: a retry sends the very same body.
+        "timestamp": rfc3339_from_ms(event.queued_at_ms),
     }
+    if event.reason is not None:
+        meta["reason"] = event.reason  # "deleted": the user was erased (README)
+    return {"id": event.user_id, "data": event_data(job, event), "meta": meta}
 
 
 def cloudevent_body(job: JobConfig, event: QueuedEvent) -> dict[str, Any]:
-    return {
+    body = {
         "specversion": "1.0",
         "id": event.event_id,
         "source": job.cloudevents_source or f"/work/{job.id}",
@@ -48,6 +47,9 @@ def cloudevent_body(job: JobConfig, event: QueuedEvent) -> dict[str, Any]:
         "time": event.time or rfc3339_from_ms(event.queued_at_ms),
         "data": event_data(job, event),
     }
+    if event.reason is not None:
+        body["reason"] = event.reason  # an extension attribute: "deleted" for an erased user
+    return body
 
 
 def webhook_id(events: list[QueuedEvent]) -> str:

@@ -13,22 +13,28 @@ from app.domain.records import UserRecord
 
 
 def queue_value(
-    record: UserRecord, job_id: str, ev_id: str, events: tuple[dict[str, Any], ...]
+    record: UserRecord,
+    job_id: str,
+    ev_id: str,
+    events: tuple[dict[str, Any], ...],
+    reason: str | None = None,
 ) -> bytes:
-    """A job's queue record (`topics/webhook-queue-JOB_ID.json`)."""
-    return orjson.dumps(
-        {
-            "event_id": ev_id,
-            "job_id": job_id,
-            "time": record.timestamp,
-            "user": {
-                "id": record.id,
-                "data": record.data,
-                "by_fields": record.by_fields,
-                "segment_events": events,
-            },
-        }
-    )
+    """A job's queue record (`topics/webhook-queue-JOB_ID.json`); `reason` "deleted" marks
+    the exits of an erased user (`app/domain/erasure.py`)."""
+    doc: dict[str, Any] = {
+        "event_id": ev_id,
+        "job_id": job_id,
+        "time": record.timestamp,
+        "user": {
+            "id": record.id,
+            "data": record.data,
+            "by_fields": record.by_fields,
+            "segment_events": events,
+        },
+    }
+    if reason is not None:
+        doc["reason"] = reason
+    return orjson.dumps(doc)
 
 
 def select_fields(data: dict[str, Any], export_fields: tuple[str, ...] | None) -> dict[str, Any]:
@@ -49,11 +55,13 @@ class QueuedEvent:
     segment_events: list[dict[str, Any]]
     time: str | None
     queued_at_ms: int
+    reason: str | None = None  # "deleted": an exit because the user was erased
 
     @classmethod
     def from_queue_record(cls, value: bytes, timestamp_ms: int) -> QueuedEvent:
         doc = orjson.loads(value)
         user = doc["user"]
+        reason = doc.get("reason")
         return cls(
             event_id=str(doc["event_id"]),
             user_id=str(user["id"]),
@@ -62,6 +70,7 @@ class QueuedEvent:
             segment_events=list(user.get("segment_events") or []),
             time=doc.get("time"),
             queued_at_ms=timestamp_ms,
+            reason=reason if isinstance(reason, str) else None,
         )
 
     def template_user(self, fields: tuple[str, ...] | None = None) -> dict[str, Any]:

@@ -13,6 +13,9 @@ Limits (README, "Security and limits"):
 - every record written (queue record, dead letter): at most `MAX_OUTPUT_BYTES`.
 A dead letter of an oversize or unserialisable record carries a truncated copy: its first
 `EXCERPT_BYTES`, its size and its sha256.
+
+A tombstone (no value; key = user id) deletes the user (`app/domain/erasure.py`): exits
+for the jobs that send them, and the state removed by a changelog tombstone.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from app.domain.deadletters import deadletter_value, raw_event
+from app.domain.erasure import Erasure, plan_erasure, tombstone_user_id
 from app.domain.errors import InvalidRecord
 from app.domain.jobs import JobConfig
 from app.domain.queue_record import queue_value
@@ -36,7 +40,8 @@ MAX_STATE_BYTES = 512 * 1024
 MAX_OUTPUT_BYTES = 1_000_000  # under Kafka's default max.message.bytes (1 048 588)
 EXCERPT_BYTES = 4096
 
-OutRecord = tuple[str, bytes | None, bytes, int | None]  # topic, key, value, partition
+# topic, key, value (None: a tombstone), partition
+OutRecord = tuple[str, bytes | None, bytes | None, int | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +61,7 @@ class RecordPlan:
     state_key: bytes | None = None
     new_state: bytes | None = None  # None: keep what is stored
     dead_lettered: bool = False
+    erasure: Erasure | None = None  # a tombstone: the user is deleted, its state removed
 
 
 def event_id(topic: str, partition: int, offset: int, job_id: str) -> str:
@@ -97,12 +103,16 @@ def plan_record(
     jobs: Mapping[str, JobConfig],
     deadletter_topic: str,
     changelog_topic: str,
+    now: str = "",
 ) -> RecordPlan:
     """Everything one input record causes; never raises (see the module docstring).
 
     `stored(user key)` is the user's state as stored (None for a user not seen yet);
-    `jobs` maps job id to config (built once per batch, not per record)."""
+    `jobs` maps job id to config (built once per batch, not per record); `now` (RFC 3339)
+    is the time of the exits a tombstone causes."""
     try:
+        if raw is None:
+            return _plan_tombstone(key, source, stored, jobs, changelog_topic, now)
         return _plan(raw, source, stored, jobs, changelog_topic)
     except InvalidRecord as exc:
         reason = f"invalid input record: {exc.reason}"
@@ -112,6 +122,28 @@ def plan_record(
         reason = f"input record could not be routed: {type(exc).__name__}: {exc}"
     value = input_deadletter(raw, source, reason)
     return RecordPlan(records=[(deadletter_topic, key, value, None)], dead_lettered=True)
+
+
+def _plan_tombstone(
+    key: bytes | None,
+    source: Source,
+    lookup: Callable[[bytes], bytes | None],
+    jobs: Mapping[str, JobConfig],
+    changelog_topic: str,
+    now: str,
+) -> RecordPlan:
+    user_id = tombstone_user_id(key, MAX_ID_CHARS)
+    state_key = user_id.encode()
+    stored = lookup(state_key)
+    where = (source.topic, source.partition, source.offset)
+    queued, erasure = plan_erasure(user_id, UserState.from_bytes(stored), jobs.values(), where, now)
+    plan = RecordPlan(state_key=state_key, erasure=erasure)
+    plan.records.extend((topic, state_key, value, None) for topic, value in queued)
+    if stored is not None:
+        # Co-partitioned with the input, acknowledged before the input offset is committed;
+        # compaction then drops every earlier state record of the user.
+        plan.records.append((changelog_topic, state_key, None, source.partition))
+    return plan
 
 
 def _plan(

@@ -65,6 +65,9 @@ class SecretKey:
     key_id: str
     legacy: bool
     aead: AESGCM = field(repr=False, compare=False)
+    # Keys the erasure ids of deleted users (`app/domain/erasure.py`): another HKDF output
+    # of the same material, so knowing erasure ids tells nothing of the cipher key.
+    erasure_mac: bytes = field(default=b"", repr=False, compare=False)
 
     @property
     def kind(self) -> str:
@@ -92,7 +95,12 @@ def parse_key(value: str, variable: str = KEY_VAR) -> SecretKey:
                 "`webhooks secret-key generate`"
             )
         key_id = _hkdf(raw, b"audience-webhooks/awk1/key-id", 4).hex()
-        return SecretKey(key_id, False, AESGCM(_hkdf(raw, b"audience-webhooks/awk1/aes-gcm")))
+        return SecretKey(
+            key_id,
+            False,
+            AESGCM(_hkdf(raw, b"audience-webhooks/awk1/aes-gcm")),
+            _hkdf(raw, b"audience-webhooks/awk1/erasure-id"),
+        )
     if len(value) < MIN_KEY_LENGTH:
         raise InvalidSecretKey(
             f"{variable} is too short ({len(value)} characters); use a key made by "
@@ -100,7 +108,12 @@ def parse_key(value: str, variable: str = KEY_VAR) -> SecretKey:
         )
     material = value.encode()
     key_id = _hkdf(material, b"audience-webhooks/v1/key-id", 4).hex()
-    return SecretKey(key_id, True, AESGCM(_hkdf(material, b"audience-webhooks/v1")))
+    return SecretKey(
+        key_id,
+        True,
+        AESGCM(_hkdf(material, b"audience-webhooks/v1")),
+        _hkdf(material, b"audience-webhooks/v1/erasure-id"),
+    )
 
 
 def split_previous(value: str | None) -> list[str]:

@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 
 from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaError
 
 from app.settings import Settings
@@ -20,6 +21,7 @@ from app.transport.kafka import start_client, topic_partitions
 from app.transport.kafka_security import connection_options
 
 TOPIC_ALREADY_EXISTS = 36
+DYNAMIC_TOPIC_CONFIG = 1  # DescribeConfigs v1 config source: set on the topic itself
 OFFSETS_TOPIC = "__consumer_offsets"
 LEADERS_MAX_AGE_S = 60.0
 
@@ -113,6 +115,50 @@ async def ensure_topics(settings: Settings, specs: Iterable[TopicSpec]) -> list[
                 raise RuntimeError(f"could not create topic {name}: error {code} {message}")
         await _wait_until_served(admin, {s.name: s.partitions for s in missing})
         return created
+
+
+async def align_managed_configs(
+    settings: Settings, specs: Iterable[TopicSpec]
+) -> list[tuple[str, str, str, str]]:
+    """Set the configs a setting decides (`TopicSpec.managed`, e.g. the dead-letter topic's
+    retention) on topics that exist with other values; return (topic, config, old, new)
+    for each change. The topic's other own configs are kept (AlterConfigs replaces them
+    all, so they are read first and sent back)."""
+    wanted = [s for s in specs if s.managed]
+    if not wanted:
+        return []
+    changes: list[tuple[str, str, str, str]] = []
+    async with admin_client(settings) as admin:
+        existing = set(await admin.list_topics())
+        wanted = [s for s in wanted if s.name in existing]
+        if not wanted:
+            return []
+        resources = [ConfigResource(ConfigResourceType.TOPIC, s.name) for s in wanted]
+        answers = await admin.describe_configs(resources, include_synonyms=True)
+        current: dict[str, dict[str, tuple[str, int]]] = {}
+        for answer in answers:
+            for _code, _msg, _type, name, entries in answer.resources:
+                current[name] = {e[0]: (e[1], e[3]) for e in entries}
+        for spec in wanted:
+            have = current.get(spec.name, {})
+            differ = [k for k in spec.managed if have.get(k, (None, 0))[0] != spec.config[k]]
+            if not differ:
+                continue
+            own = {k: v for k, (v, source) in have.items() if source == DYNAMIC_TOPIC_CONFIG}
+            own.update({k: spec.config[k] for k in spec.managed})
+            response = await admin.alter_configs(
+                [ConfigResource(ConfigResourceType.TOPIC, spec.name, own)]
+            )
+            for answer in response:
+                for code, message, *_ in answer.resources:
+                    if code != 0:
+                        raise RuntimeError(
+                            f"could not set {', '.join(differ)} of topic {spec.name}: "
+                            f"error {code} {message}"
+                        )
+            for k in differ:
+                changes.append((spec.name, k, str(have.get(k, ("unset", 0))[0]), spec.config[k]))
+    return changes
 
 
 async def _wait_until_served(

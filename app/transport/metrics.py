@@ -72,6 +72,18 @@ INPUT_DEAD_LETTERED = Counter(
     "Input records dead-lettered as invalid or too large.",
     registry=REGISTRY,
 )
+USERS_ERASED = Counter(
+    "webhooks_users_erased_total",
+    "Users erased by a tombstone on the input topic: `known` had a state here, `unknown` did "
+    "not (never seen, erased already, or the tombstone went to another partition).",
+    ["state"],
+    registry=REGISTRY,
+)
+ERASURE_EXITS = Counter(
+    "webhooks_erasure_exits_queued_total",
+    "Exit events queued for erased users (one per job that sends exits and audience).",
+    registry=REGISTRY,
+)
 ROUTER_LAG = Gauge(
     "webhooks_router_lag_records",
     "Input records not yet routed on the input partitions this worker owns.",

@@ -50,7 +50,12 @@ def deadletter_records(
     """One dead letter per event (key: job id); for a queue record that could not be read,
     one holding its raw text."""
     # The whole queued event (its id and time too), so `deadletters replay` can queue it again.
-    docs: list[Any] = [e.template_user() | {"event_id": e.event_id, "time": e.time} for e in events]
+    docs: list[Any] = [
+        e.template_user()
+        | {"event_id": e.event_id, "time": e.time}
+        | ({"reason": e.reason} if e.reason else {})
+        for e in events
+    ]
     if raw is not None:
         docs = [raw.decode("utf-8", errors="replace")]
     key = job_id.encode()

@@ -1,6 +1,7 @@
 """Dead-letter use cases: list a job's dead letters in a time range, replay chosen ones
 into the job's queue (each once: a second replay of the same dead letter is refused unless
-forced, so a double click cannot deliver an event twice)."""
+forced, so a double click cannot deliver an event twice; one of an erased user is refused
+always, `app/domain/erasure.py`)."""
 
 from __future__ import annotations
 
@@ -8,13 +9,15 @@ import time
 from dataclasses import dataclass, field
 
 from app.domain.deadletter_replay import DeadLetter, parse_dead_letter, parse_id, queue_record_of
+from app.domain.erasure import ErasureIds, parse_erasures, replay_refusal
 from app.domain.errors import ConfigError, FieldProblem
 from app.domain.job_log import entry
 from app.settings import Settings
 from app.transport.job_log import read_job_log, read_keyed
-from app.transport.kafka import producer
+from app.transport.kafka import producer, read_compacted
 from app.usecases.errors import CommandFailed
 from app.usecases.job_reads import get_job
+from app.usecases.keys import secret_box
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 10_000
@@ -47,6 +50,19 @@ async def _read(
             out.append(letter)
             if len(out) > limit:
                 del out[0]
+    return out
+
+
+async def erased_refusals(settings: Settings, letters: list[DeadLetter]) -> list[tuple[str, str]]:
+    """(dead letter id, why) for each of `letters` that must not be replayed because of an
+    erasure on record."""
+    view = parse_erasures(await read_compacted(settings, settings.erasures_topic))
+    ids = ErasureIds.from_box(secret_box(settings), settings.app_id)
+    out = []
+    for letter in letters:
+        why = replay_refusal(letter.event, view, ids)
+        if why is not None:
+            out.append((letter.id, why))
     return out
 
 
@@ -103,6 +119,12 @@ async def replay(
             )
     if problems:
         raise ConfigError("dead letters", problems)
+    erased = await erased_refusals(settings, [found[i] for i in wanted])
+    if erased:  # whatever `force` says: an erased user's data is never sent again
+        raise CommandFailed(
+            f"job {job_id}: nothing queued: "
+            + "; ".join(f"dead letter {ident}: {why}" for ident, why in erased)
+        )
     if not force:
         again = sorted(set(wanted) & await replayed_ids(settings, job_id))
         if again:

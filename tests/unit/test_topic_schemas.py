@@ -17,6 +17,7 @@ from jsonschema import Draft202012Validator
 from app.domain.backfill import BackfillProgress, backfill_request, progress_record
 from app.domain.baselines import marker_value
 from app.domain.enrichment import answer_records
+from app.domain.erasure import ErasureIds, erasure_record, log_entries
 from app.domain.job_log import KINDS, entry
 from app.domain.job_state import JobStatus, LastError, Omission
 from app.domain.jobs import parse_job_config
@@ -131,8 +132,44 @@ def test_job_log_entries_match_the_job_log_schema(kind: str) -> None:
         "backfill": {"request_id": "r1", "members": 10},
         "delivery": {"version": "abc"},
         "replay": {"dead_letters": ["0-1"], "event_ids": ["e1"]},
+        "erased": {
+            "erasure_id": "ab" * 16,
+            "key_id": "none",
+            "audiences": ["vip"],
+            "events": 1,
+            "event_ids": ["e1"],
+        },
     }[kind]
     valid("webhook-job-logs", entry("j1", "w1", kind, "message", 1.0, **details).to_bytes())
+
+
+def test_what_an_erasure_writes_matches_the_schemas() -> None:
+    jobs = {"j1": triggers(audiences=["vip", "new"]), "j2": triggers(trigger_events="enter")}
+    state: dict[bytes, bytes] = {}
+    enter = orjson.dumps(
+        {
+            "id": "u1",
+            "data": {"a": 1},
+            "segment_events": [{"id": "s", "slug": "vip", "event": "enter"}],
+        }
+    )
+    first = plan_record(enter, b"u1", Source("in", 0, 0), state.get, jobs, DEAD, CHANGELOG)
+    assert first.new_state is not None
+    state[b"u1"] = first.new_state
+    now = "2026-12-07T10:00:00.000Z"
+    erased = plan_record(None, b"u1", Source("in", 0, 1), state.get, jobs, DEAD, CHANGELOG, now)
+    assert erased.erasure is not None and not erased.dead_lettered
+    queued = [v for t, _k, v, _p in erased.records if t == "webhook-queue-j1"]
+    assert len(queued) == 1
+    valid("webhook-queue-JOB_ID", queued[0])
+    valid("audience-webhooks-user-state-changelog", None)  # the state's tombstone
+    ids = ErasureIds.from_box(None, "app")
+    valid("webhook-erasures", erasure_record(erased.erasure, ids, 5.0, now))
+    for item in log_entries(erased.erasure, jobs, ids, "w1", 5.0):
+        valid("webhook-job-logs", item.to_bytes())
+    letters = deadletter_records("j1", [QueuedEvent.from_queue_record(queued[0], 1)], "HTTP 400")
+    for _key, value in letters:
+        valid(DEAD, value)
 
 
 def test_jobs_backfills_and_progress_match_their_schemas() -> None:
