@@ -107,10 +107,8 @@ class Settings(BaseSettings):
     """How long the dead-letter topic keeps records (its `retention.ms`, set when topics are
     created and by `webhooks topics create` on an existing topic). Dead letters hold whole
     events (profile data): Kafka cannot delete one record of such a topic, so this is how
-    long an erased user's data can stay there. The erasures topic is kept as long."""
-    erasures_topic: str = "webhook-erasures"
-    """Compacted topic of erasures (key: erasure id, never the user id): what keeps dead
-    letters of erased users from being replayed."""
+    long an erased user's data can stay there. The erasures topic
+    (`<app id>-erasures`) is kept as long."""
     enrichment_topic: str = "webhook_enrichment"
     """Default output stream of enrichment jobs."""
     status_topic: str = "webhook-job-status"

@@ -68,6 +68,11 @@ def state_changelog_topic(settings: Settings) -> str:
     return f"{settings.app_id}-user-state-changelog"
 
 
+def erasures_topic(settings: Settings) -> str:
+    """Erased users by erasure id (`app/domain/erasure.py`): `<app id>-erasures`."""
+    return f"{settings.app_id}-erasures"
+
+
 def delivery_group(settings: Settings, job_id: str) -> str:
     """The consumer group that holds a job's committed queue offsets. It has no members:
     the job's one deliverer (see `app/domain/slots.py`) commits into it directly."""

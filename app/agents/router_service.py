@@ -35,6 +35,7 @@ from app.domain.routing import field_tag
 from app.domain.secrets import box_from_settings
 from app.domain.timefmt import rfc3339
 from app.settings import Settings
+from app.topic_catalog import erasures_topic
 from app.transport import metrics
 from app.transport.batch_producer import BatchWriter
 from app.transport.kafka import durable_producer, iter_offsets
@@ -228,7 +229,7 @@ class RouterService:
         ids = self._erasure_ids
         out: list[OutRecord] = [
             (
-                self.settings.erasures_topic,
+                erasures_topic(self.settings),
                 ids.record_key(erasure.user_id),
                 erasure_record(erasure, ids, now, now_text),
                 None,

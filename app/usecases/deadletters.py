@@ -13,6 +13,7 @@ from app.domain.erasure import ErasureIds, parse_erasures, replay_refusal
 from app.domain.errors import ConfigError, FieldProblem
 from app.domain.job_log import entry
 from app.settings import Settings
+from app.topic_catalog import erasures_topic
 from app.transport.job_log import read_job_log, read_keyed
 from app.transport.kafka import producer, read_compacted
 from app.usecases.errors import CommandFailed
@@ -56,7 +57,7 @@ async def _read(
 async def erased_refusals(settings: Settings, letters: list[DeadLetter]) -> list[tuple[str, str]]:
     """(dead letter id, why) for each of `letters` that must not be replayed because of an
     erasure on record."""
-    view = parse_erasures(await read_compacted(settings, settings.erasures_topic))
+    view = parse_erasures(await read_compacted(settings, erasures_topic(settings)))
     ids = ErasureIds.from_box(secret_box(settings), settings.app_id)
     out = []
     for letter in letters:

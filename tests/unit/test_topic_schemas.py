@@ -164,7 +164,7 @@ def test_what_an_erasure_writes_matches_the_schemas() -> None:
     valid("webhook-queue-JOB_ID", queued[0])
     valid("audience-webhooks-user-state-changelog", None)  # the state's tombstone
     ids = ErasureIds.from_box(None, "app")
-    valid("webhook-erasures", erasure_record(erased.erasure, ids, 5.0, now))
+    valid("audience-webhooks-erasures", erasure_record(erased.erasure, ids, 5.0, now))
     for item in log_entries(erased.erasure, jobs, ids, "w1", 5.0):
         valid("webhook-job-logs", item.to_bytes())
     letters = deadletter_records("j1", [QueuedEvent.from_queue_record(queued[0], 1)], "HTTP 400")
