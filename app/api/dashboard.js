@@ -210,7 +210,8 @@ function jobPage(id) {
       button.addEventListener("click", replay(letter.id));
       cells[4].replaceChildren(button);
     } else if (!letter.replayable && (hasButton || current === null)) {
-      cells[4].replaceChildren(el("span", {"class": "muted"}, "not replayable"));
+      const why = letter.refusal ? "never replayed: user erased" : "not replayable";
+      cells[4].replaceChildren(el("span", {"class": "muted"}, why));
     }
   }
 

@@ -51,6 +51,8 @@ async def deadletters_list(
         else:
             status = letter.status if letter.status is not None else "-"
             mark = "" if letter.replayable else "  (not replayable)"
+            if letter.refusal:
+                mark = "  (never replayed: its user was erased)"
             click.echo(
                 f"{letter.id:<12} {letter.time or '?':<25} {status!s:<4} {letter.reason}{mark}"
             )

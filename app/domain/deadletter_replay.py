@@ -26,10 +26,11 @@ class DeadLetter:
     reason: str
     status: int | None
     event: Any
+    refusal: str | None = None  # why it may never be replayed (its user was erased)
 
     @property
     def replayable(self) -> bool:
-        return queue_record_of(self) is not None
+        return self.refusal is None and queue_record_of(self) is not None
 
     def to_json_dict(self) -> dict[str, Any]:
         return {
@@ -40,6 +41,7 @@ class DeadLetter:
             "reason": self.reason,
             "status": self.status,
             "replayable": self.replayable,
+            **({"refusal": self.refusal} if self.refusal else {}),
             "event": self.event,
         }
 

@@ -6,7 +6,7 @@ always, `app/domain/erasure.py`)."""
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from app.domain.deadletter_replay import DeadLetter, parse_dead_letter, parse_id, queue_record_of
 from app.domain.erasure import ErasureIds, parse_erasures, replay_refusal
@@ -34,7 +34,9 @@ async def list_dead_letters(
     """The job's dead letters written from `since` to `until` (unix seconds), oldest first;
     the latest `limit` of them."""
     await get_job(settings, job_id)
-    return await _read(settings, job_id, since, until, limit)
+    letters = await _read(settings, job_id, since, until, limit)
+    refused = dict(await erased_refusals(settings, letters))
+    return [replace(d, refusal=refused[d.id]) if d.id in refused else d for d in letters]
 
 
 async def _read(

@@ -244,6 +244,8 @@ async def test_dead_letters_of_an_erased_user_are_never_replayed(
     assert listed.code == 0, listed.err
     rows = [orjson.loads(line) for line in listed.out.splitlines()]
     by_user = {(r["event"]["id"], r["event"].get("reason")): r["id"] for r in rows}
+    shown = {(r["event"]["id"], r["event"].get("reason")): r["replayable"] for r in rows}
+    assert shown == {("d1", None): False, ("d2", None): True, ("d1", "deleted"): True}
     for force in ([], ["--force"]):
         refused = await run_cli_async(
             test_env, "deadletters", "replay", job["id"], by_user[("d1", None)], *force
