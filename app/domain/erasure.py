@@ -152,9 +152,11 @@ def plan_erasure(
     jobs: Iterable[JobConfig],
     source: tuple[str, int, int],
     now: str,
+    known: bool | None = None,
 ) -> tuple[list[tuple[str, bytes]], Erasure]:
     """The (queue topic, queue record) of every exit the erasure sends, and what it meant
-    for each job; `now` (RFC 3339) is the exits' time."""
+    for each job; `now` (RFC 3339) is the exits' time; `known`: the user had a state (by
+    default: `state` is not None; a stored state that cannot be read is known too)."""
     audiences = state.audiences if state is not None else {}
     queued: list[tuple[str, bytes]] = []
     affected: list[JobErasure] = []
@@ -178,7 +180,8 @@ def plan_erasure(
                 queued.append((job.queue_topic, value))
                 ids.append(ev_id)
         affected.append(JobErasure(job.id, held, tuple(ids)))
-    return queued, Erasure(user_id, source, state is not None, tuple(affected))
+    was_known = state is not None if known is None else known
+    return queued, Erasure(user_id, source, was_known, tuple(affected))
 
 
 def erasure_record(erasure: Erasure, ids: ErasureIds, now: float, at: str) -> bytes:
@@ -269,7 +272,12 @@ def replay_refusal(
     tell whose they are). An erasure's own exit (no profile data) may be replayed."""
     if not erasures:
         return None
-    if isinstance(event, dict) and event.get("reason") == ERASED_REASON and not event.get("data"):
+    if (
+        isinstance(event, dict)
+        and event.get("reason") == ERASED_REASON
+        and not event.get("data")
+        and not event.get("by_fields")
+    ):
         return None
     held = {k.key_id for k in ids.keys}
     unknown = sorted({key.partition(":")[0] for key in erasures} - held)

@@ -136,7 +136,12 @@ def _plan_tombstone(
     state_key = user_id.encode()
     stored = lookup(state_key)
     where = (source.topic, source.partition, source.offset)
-    queued, erasure = plan_erasure(user_id, UserState.from_bytes(stored), jobs.values(), where, now)
+    try:
+        state = UserState.from_bytes(stored)
+    except (ValueError, TypeError, KeyError, AttributeError, IndexError):
+        state = None  # unreadable: no exits can be told, but the state is removed all the same
+    known = stored is not None
+    queued, erasure = plan_erasure(user_id, state, jobs.values(), where, now, known=known)
     plan = RecordPlan(state_key=state_key, erasure=erasure)
     plan.records.extend((topic, state_key, value, None) for topic, value in queued)
     if stored is not None:

@@ -203,6 +203,16 @@ def test_user_with_a_state_but_no_audiences_is_known_and_gets_only_the_tombstone
     assert the_erasure(plan).known and the_erasure(plan).jobs == ()
 
 
+@pytest.mark.parametrize("unreadable", [b"not json", b"[]", b'{"audiences": 5}'])
+def test_an_unreadable_stored_state_is_removed_all_the_same(unreadable: bytes) -> None:
+    store = {USER.encode(): unreadable}
+    plan = erase(store)
+    assert the_erasure(plan).known is True and the_erasure(plan).jobs == ()
+    assert changelog(plan) == [(USER.encode(), None, 1)]
+    apply(store, plan)
+    assert store == {}
+
+
 def test_unknown_user_writes_nothing_and_is_not_known() -> None:
     store = member_store("bob")
     plan = erase(store)
@@ -445,6 +455,8 @@ def test_an_erasures_own_exit_may_be_replayed() -> None:
     assert replay_refusal(own_exit, erasures_of(ids, USER), ids) is None
     with_data = letter_event(reason=ERASED_REASON)
     assert replay_refusal(with_data, erasures_of(ids, USER), ids) is not None
+    with_fields = letter_event(data={}, by_fields={"email": USER}, reason=ERASED_REASON)
+    assert replay_refusal(with_fields, erasures_of(ids, USER), ids) is not None
 
 
 def test_no_erasures_refuses_nothing() -> None:
