@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from aiokafka import AIOKafkaProducer
 
 from app.delivery.job_delivery import JobDelivery
+from app.domain.job_log import without_answer
 from app.domain.job_state import JobStatus, carry_state
 from app.domain.status_record import (
     WORKER_RECORD,
@@ -228,6 +229,8 @@ class StatusPublisher:
                 status.state,
                 f": {reason}" if reason else "",
             )
+            if reason:  # the receiver's answer stays in `jobs show`, not in the log
+                reason = without_answer(reason)
             await joblog.write(
                 job_id,
                 "state",

@@ -185,17 +185,20 @@ class JobDelivery:
         try:
             event = QueuedEvent.from_queue_record(msg.value, msg.timestamp)
         except (ValueError, KeyError, TypeError) as exc:
-            await self._dead_letter([], f"unreadable queue record: {exc}", raw=msg.value)
+            await self._dead_letter(
+                [], f"unreadable queue record: {exc}", raw=msg.value, outside=str(exc)
+            )
             self.queue.finished(tp, msg.offset, epoch)
             return
         try:
             url = self.renderer.fixed_url or await self.renderer.url(event)
         except TemplateError as exc:
-            await self._dead_letter([event], f"url_template failed: {exc}")
+            await self._dead_letter([event], f"url_template failed: {exc}", outside=str(exc))
             self.queue.finished(tp, msg.offset, epoch)
             return
         except Exception as exc:  # whatever a template or a URL can make the code raise
-            await self._dead_letter([event], f"url_template failed: {exception_text(exc)}")
+            text = exception_text(exc)
+            await self._dead_letter([event], f"url_template failed: {text}", outside=text)
             self.queue.finished(tp, msg.offset, epoch)
             return
         item = Item(tp, msg.offset, event, url, epoch)
@@ -234,7 +237,8 @@ class JobDelivery:
                     [i.event for i in owned]
                 )
                 for event, reason in failed:  # a template failed for this user: the rest go
-                    await self._dead_letter([event], reason)
+                    # "body_template failed: <the template's message>"
+                    await self._dead_letter([event], reason, outside=reason.partition(": ")[2])
                 if events:
                     await self.sender.send(
                         events, owned[0].url, body, content_type, lambda: self._check_owned(owned)
@@ -267,9 +271,16 @@ class JobDelivery:
             trace,
         )
         await self.joblog.write(
-            self.job.id, "error", f"unexpected error: {reason}", reason=reason, events=len(ids)
+            self.job.id,
+            "error",
+            f"unexpected error: {reason}",
+            outside=reason,
+            reason=reason,
+            events=len(ids),
         )
-        await self._dead_letter([i.event for i in batch], f"delivery failed unexpectedly: {reason}")
+        await self._dead_letter(
+            [i.event for i in batch], f"delivery failed unexpectedly: {reason}", outside=reason
+        )
 
     # -- outputs besides the webhook -------------------------------------------------------
 
@@ -278,7 +289,7 @@ class JobDelivery:
         try:
             records = answer_records(self.job, events, body)
         except UnusableAnswer as exc:
-            await self._dead_letter(events, f"enrichment answer unusable: {exc}")
+            await self._dead_letter(events, f"enrichment answer unusable: {exc}", outside=str(exc))
             return
         await publish_until_acked(
             self.producer, self.job.stream, records, f"job {self.job.id}: answers"
@@ -289,9 +300,11 @@ class JobDelivery:
         events: list[QueuedEvent],
         reason: str,
         status: int | None = None,
+        outside: str = "",
         raw: bytes | None = None,
     ) -> None:
-        """One dead letter per event, acked by the broker; then counted and logged."""
+        """One dead letter per event, acked by the broker; then counted and logged (the job
+        log without `outside`, the part of `reason` that came from outside)."""
         records = deadletter_records(self.job.id, events, reason, status, raw)
         await publish_until_acked(
             self.producer,
@@ -306,6 +319,7 @@ class JobDelivery:
             self.job.id,
             "omitted",
             f"{len(records)} event(s) omitted: {reason}",
+            outside=outside,
             reason=reason,
             status=status,
             events=len(records),

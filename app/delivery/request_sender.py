@@ -19,7 +19,7 @@ import aiohttp
 from prometheus_client import Counter
 
 from app.delivery.job_signer import JobSigner
-from app.domain.attempt import Action, AttemptResult, decide
+from app.domain.attempt import Action, AttemptResult, Decision, decide
 from app.domain.destinations import DestinationRefused
 from app.domain.job_state import JobStateMachine
 from app.domain.jobs import JobConfig
@@ -36,7 +36,8 @@ from app.transport.oauth import TokenError, TokenProvider
 
 log = logging.getLogger(__name__)
 
-OnOmit = Callable[[list[QueuedEvent], str, int | None], Awaitable[None]]
+# (events, reason, status, the part of the reason the receiver wrote)
+OnOmit = Callable[[list[QueuedEvent], str, int | None, str], Awaitable[None]]
 OnAnswer = Callable[[list[QueuedEvent], bytes], Awaitable[None]]
 
 
@@ -124,7 +125,7 @@ class RequestSender:
                     self._delivered.inc(len(events))
                     return
                 case Action.OMIT:
-                    await self._on_omit(events, decision.reason, decision.status)
+                    await self._on_omit(events, decision.reason, decision.status, decision.outside)
                     return
                 case Action.REFRESH_TOKEN:
                     refreshed = True  # once per request: the token may have expired
@@ -144,6 +145,7 @@ class RequestSender:
                         self.job.id,
                         "error",
                         decision.reason,
+                        outside=decision.outside,
                         reason=decision.reason,
                         status=decision.status,
                         attempt=failures,
@@ -152,14 +154,7 @@ class RequestSender:
                     failures = decision.retry
                     self.machine.failed(now, decision.reason, decision.status)
                     metrics.RETRIES.labels(self.job.id).inc()
-                    await self._log_retry(
-                        wid,
-                        len(events),
-                        decision.reason,
-                        decision.status,
-                        failures,
-                        decision.delay_s,
-                    )
+                    await self._log_retry(wid, len(events), decision, failures)
                     await self._sleep(decision.delay_s, check_owned)
 
     async def _attempt(
@@ -220,9 +215,8 @@ class RequestSender:
         )
         return result, response.body, token, tokens
 
-    async def _log_retry(
-        self, wid: str, events: int, reason: str, status: int | None, retry: int, delay: float
-    ) -> None:
+    async def _log_retry(self, wid: str, events: int, decision: Decision, retry: int) -> None:
+        reason, delay = decision.reason, decision.delay_s
         log.warning(
             "job %s: request %s failed (%s); retry %d in %.1f s",
             self.job.id,
@@ -235,8 +229,9 @@ class RequestSender:
             self.job.id,
             "error",
             f"request of {events} event(s) failed: {reason}; retry {retry} in {delay:.1f} s",
+            outside=decision.outside,
             reason=reason,
-            status=status,
+            status=decision.status,
             attempt=retry,
             retry_in_s=round(delay, 3),
             events=events,

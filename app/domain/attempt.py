@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 
 from app.domain.retry import RetryPolicy
@@ -59,6 +59,7 @@ class Decision:
     until: float | None = None  # SLEEP_UNTIL: unix time
     retry: int = 0  # RETRY: which retry this is (1 = the first)
     delay_s: float = 0.0  # RETRY: how long to wait before it
+    outside: str = ""  # the part of `reason` the receiver wrote (its answer's excerpt)
 
 
 def decide(
@@ -89,18 +90,23 @@ def decide(
         return retry(result.transport_error or "no answer", None)
     status = result.status
     if status == 401 and used_token and not token_refreshed:
-        return Decision(Action.REFRESH_TOKEN, f"HTTP 401: {result.excerpt}", status)
+        return Decision(
+            Action.REFRESH_TOKEN, f"HTTP 401: {result.excerpt}", status, outside=result.excerpt
+        )
     if 200 <= status < 300:
         return Decision(Action.DELIVERED, status=status)
     if status in never_retry:
         return Decision(
-            Action.OMIT, f"omitted: HTTP {status} is not retried: {result.excerpt}", status
+            Action.OMIT,
+            f"omitted: HTTP {status} is not retried: {result.excerpt}",
+            status,
+            outside=result.excerpt,
         )
     reason = f"HTTP {status}: {result.excerpt}"
     until = retry_after_until(_header(result.headers, "Retry-After"), now)
     if until is not None:
-        return Decision(Action.SLEEP_UNTIL, reason, status, until=until)
-    return retry(reason, status)
+        return Decision(Action.SLEEP_UNTIL, reason, status, until=until, outside=result.excerpt)
+    return replace(retry(reason, status), outside=result.excerpt)
 
 
 def _header(headers: Mapping[str, str], name: str) -> str | None:

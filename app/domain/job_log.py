@@ -15,8 +15,10 @@ id, so a job's entries stay in order on one partition; bounded retention):
 - `erased`: a user of the job's audiences was deleted (`erasure_id`, a keyed hash, never the
   user id: `app/domain/erasure.py`; `key_id`, `audiences`, `events`, `event_ids`).
 
-Entries carry event ids, counts, reasons and statuses, never profile data: a receiver's
-answer text in a reason is cut and has no request body (`app/domain/redaction.py`).
+Entries carry event ids, counts, statuses and reasons in the service's own words, never
+profile data: text that came from outside and may hold some (a receiver's answer, a
+template's or an exception's message) is taken out of the entry (`own_words`); it stays in
+the dead letter (which holds the event anyway) and in the job's last error (`jobs show`).
 """
 
 from __future__ import annotations
@@ -74,6 +76,26 @@ def entry(
     if isinstance(ids, list) and len(ids) > MAX_EVENT_IDS:
         details["event_ids"] = ids[:MAX_EVENT_IDS]
     return JobLogEntry(job_id, now, worker_id, kind, message[:MAX_MESSAGE_CHARS], details)
+
+
+OUTSIDE_TEXT = "[text of the answer or error: see the dead letter or `jobs show`]"
+
+
+def own_words(text: str, outside: str | tuple[str, ...]) -> str:
+    """`text` with each non-empty `outside` piece replaced by `OUTSIDE_TEXT`."""
+    for piece in (outside,) if isinstance(outside, str) else outside:
+        if piece.strip():
+            text = text.replace(piece, OUTSIDE_TEXT)
+    return text
+
+
+_ANSWER = re.compile(r"^((?:omitted: )?HTTP \d{3}(?: is not retried)?): .*$", re.DOTALL)
+
+
+def without_answer(reason: str) -> str:
+    """A request's failure reason (`HTTP 503: <answer excerpt>`) without the answer, for
+    reasons whose outside part is not known separately (a job's last error)."""
+    return _ANSWER.sub(lambda m: f"{m.group(1)}: {OUTSIDE_TEXT}", reason)
 
 
 def parse_entry(raw: bytes | None) -> JobLogEntry | None:

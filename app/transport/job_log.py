@@ -15,7 +15,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from app.domain.job_log import JobLogEntry, entry, parse_entry
+from app.domain.job_log import JobLogEntry, entry, own_words, parse_entry
 from app.settings import Settings
 from app.transport.kafka import key_partition, topic_partitions
 from app.transport.kafka_security import connection_options
@@ -32,7 +32,20 @@ class JobLog:
         self.producer = producer
         self._pending: set[asyncio.Future[Any]] = set()
 
-    async def write(self, job_id: str, kind: str, message: str, **details: Any) -> None:
+    async def write(
+        self,
+        job_id: str,
+        kind: str,
+        message: str,
+        outside: str | tuple[str, ...] | None = None,
+        **details: Any,
+    ) -> None:
+        """Append an entry; `outside`: text in `message` and the `reason` detail that came
+        from outside (an answer, a template's or an exception's message), kept out of it."""
+        if outside:
+            message = own_words(message, outside)
+            if isinstance(details.get("reason"), str):
+                details["reason"] = own_words(details["reason"], outside)
         item = entry(job_id, self.worker_id, kind, message, time.time(), **details)
         try:
             ack = await self.producer.send(self.topic, item.to_bytes(), key=job_id.encode())

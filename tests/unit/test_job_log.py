@@ -9,7 +9,17 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from app.domain.job_log import MAX_EVENT_IDS, MAX_MESSAGE_CHARS, entry, parse_entry, parse_since
+from app.domain.attempt import AttemptResult
+from app.domain.job_log import (
+    MAX_EVENT_IDS,
+    MAX_MESSAGE_CHARS,
+    OUTSIDE_TEXT,
+    entry,
+    own_words,
+    parse_entry,
+    parse_since,
+    without_answer,
+)
 
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC).timestamp()
 
@@ -70,3 +80,36 @@ def test_parse_entry_never_raises(raw: bytes) -> None:
 )
 def test_parse_entry_never_raises_on_odd_json(doc: dict[str, object]) -> None:
     parse_entry(orjson.dumps(doc))
+
+
+# -- no text from outside in the job log (issue 22: the log keeps no profile data) ----------
+
+ANSWERS = st.text(min_size=1, max_size=60).filter(lambda t: t.strip() != "")
+
+
+@given(answer=ANSWERS, status=st.integers(400, 599))
+def test_a_receivers_answer_never_reaches_a_state_entry(answer: str, status: int) -> None:
+    for prefix in (f"HTTP {status}", f"omitted: HTTP {status} is not retried"):
+        assert without_answer(f"{prefix}: {answer}") == f"{prefix}: {OUTSIDE_TEXT}"
+
+
+@pytest.mark.parametrize("status", [401, 400, 503])
+def test_decisions_name_the_receivers_part_of_the_reason(status: int) -> None:
+    from tests.unit.test_attempt import run
+
+    got = run(AttemptResult(status=status, excerpt="alice@example.com"), used_token=True)
+    assert got.outside == "alice@example.com" and got.outside in got.reason
+
+
+def test_reasons_in_the_services_own_words_are_kept() -> None:
+    for reason in ("ClientConnectorError: connection refused", "the endpoint asked to wait"):
+        assert without_answer(reason) == reason
+        assert own_words(reason, ()) == reason
+        assert own_words(reason, "") == reason
+
+
+def test_own_words_takes_every_outside_piece_out() -> None:
+    text = "body_template failed: alice@example.com is not valid (alice@example.com)"
+    kept = own_words(text, ("alice@example.com is not valid (alice@example.com)",))
+    assert "alice" not in kept and kept.startswith("body_template failed: ")
+    assert "alice" not in own_words("x alice y alice", "alice")
