@@ -7,7 +7,8 @@ job's current members, reads each member's latest profile from the input topic (
 keeps a pointer, not the profile), and writes `enter` events into the job's queue. After
 each partition, progress is written durably; the request's offset is committed only when
 all partitions are done, so a crash resumes at the first partition not done. Live events
-keep flowing meanwhile: this runs beside the router, not in it.
+keep flowing meanwhile: this runs beside the router, not in it. A member erased while its
+partition is read (README, "Deleting users") is dropped before the writing.
 """
 
 from __future__ import annotations
@@ -27,13 +28,15 @@ from app.domain.backfill import (
     current_members,
     progress_record,
 )
+from app.domain.erasure import ErasureIds, parse_erasures
 from app.domain.errors import InvalidRecord
 from app.domain.jobs import JobConfig
 from app.domain.queue_record import queue_value
 from app.domain.records import UserRecord, parse_record
+from app.domain.secrets import box_from_settings
 from app.domain.timefmt import utc_now_rfc3339
 from app.settings import Settings
-from app.topic_catalog import state_changelog_topic
+from app.topic_catalog import erasures_topic, state_changelog_topic
 from app.transport.batch_producer import BatchWriter
 from app.transport.job_log import JobLog
 from app.transport.kafka import (
@@ -48,6 +51,14 @@ from app.transport.registry import ConfigRegistry
 
 log = logging.getLogger(__name__)
 
+# An erasure's time comes from the clock of the worker that routed it.
+ERASURE_CLOCK_SLACK_S = 30.0
+
+
+def _erased_at(doc: dict[str, object]) -> float:
+    ts = doc.get("ts")
+    return float(ts) if isinstance(ts, int | float) else float("inf")  # unreadable: assume now
+
 
 class BackfillService:
     def __init__(self, settings: Settings, registry: ConfigRegistry) -> None:
@@ -58,6 +69,7 @@ class BackfillService:
         self._task: asyncio.Task[None] | None = None
         self._partitions: dict[str, int] = {}
         self._joblog: JobLog | None = None
+        self._erasure_ids = ErasureIds.from_box(box_from_settings(settings), settings.app_id)
 
     async def start(self) -> None:
         self._producer = durable_producer(self.settings, max_batch_size=1024 * 1024)
@@ -164,11 +176,15 @@ class BackfillService:
     async def _backfill_partition(
         self, job: JobConfig, request_id: str, changelog: str, partition: int
     ) -> int:
+        started = time.time()
         states = await read_compacted(self.settings, changelog, {partition}, timeout_s=3600)
         members = current_members(states, job)
         if not members:
             return 0
         profiles = await self._profiles(members)
+        members = await self._not_erased_since(members, started - ERASURE_CLOCK_SLACK_S)
+        if not members:
+            return 0
         assert self._producer is not None
         out = BatchWriter(self._producer, self._partitions)
         now = utc_now_rfc3339()
@@ -188,6 +204,24 @@ class BackfillService:
             await out.add(job.queue_topic, member.user_id.encode(), value)
         await asyncio.gather(*await out.flush())
         return len(members)
+
+    async def _not_erased_since(self, members: list[Member], since: float) -> list[Member]:
+        """`members` without those erased since `since`: a user erased while this partition
+        was read is in the state read, but must not be sent after its exit."""
+        view = parse_erasures(await read_compacted(self.settings, erasures_topic(self.settings)))
+        recent = {key for key, doc in view.items() if _erased_at(doc) >= since}
+        if not recent:
+            return members
+        kept = [
+            m
+            for m in members
+            if not any(
+                k.decode() in recent for k in self._erasure_ids.record_keys(m.user_id).values()
+            )
+        ]
+        if len(kept) < len(members):
+            log.info("backfill: %d member(s) erased meanwhile, not sent", len(members) - len(kept))
+        return kept
 
     async def _profiles(self, members: list[Member]) -> dict[str, UserRecord]:
         """Each member's latest input record, read from where the state points."""

@@ -12,7 +12,9 @@ what other workers wrote since is read, not the whole partition.
 
 At a clean stop each partition's map is written to a local snapshot with that end offset
 (`domain/state_snapshot.py`, under `<data dir>/state-snapshots/`); a worker that starts
-with a usable snapshot loads it and reads only the changelog written since.
+with a usable snapshot loads it and reads only the changelog written since. Snapshots that
+cannot be used (too old, damaged) and those of partitions the worker no longer serves are
+removed: they may hold users erased since (README, "Deleting users").
 """
 
 from __future__ import annotations
@@ -110,6 +112,7 @@ class StateStore:
             return decode(data, self.changelog_topic, partition, time.time())
         except SnapshotUnusable as exc:
             log.warning("state snapshot %s not used: %s; reading the changelog", path, exc)
+            _remove(path)  # never usable again; it may hold users erased since
             return None
 
     async def save_snapshots(self) -> None:
@@ -128,12 +131,24 @@ class StateStore:
                 written += len(self._maps[p])
             except OSError as exc:
                 log.warning("state snapshot of partition %d not written: %s", p, exc)
+        stale = await asyncio.to_thread(self._remove_other_snapshots, set(parts))
         log.info(
-            "state snapshots written for partition(s) %s: %d entries, %.1f s",
+            "state snapshots written for partition(s) %s: %d entries, %.1f s%s",
             parts,
             written,
             time.monotonic() - started,
+            f" (stale snapshots of {stale} removed)" if stale else "",
         )
+
+    def _remove_other_snapshots(self, kept: set[int]) -> list[int]:
+        """Remove the snapshots of partitions this worker no longer serves: they are older
+        than the state others keep now, and may still hold users erased since."""
+        removed = []
+        for path in self.snapshot_dir.glob("*.snapshot"):
+            if path.stem.isdigit() and int(path.stem) not in kept:
+                _remove(path)
+                removed.append(int(path.stem))
+        return sorted(removed)
 
     def drop_released(self) -> None:
         """Forget maps of partitions that were not assigned back."""
@@ -213,6 +228,13 @@ class StateStore:
             return read
         finally:
             await consumer.stop()
+
+
+def _remove(path: Path) -> None:
+    try:
+        path.unlink(missing_ok=True)
+    except OSError as exc:
+        log.warning("state snapshot %s not removed: %s", path, exc)
 
 
 def _write_atomically(path: Path, data: bytes) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import marshal
+from pathlib import Path
 
 import orjson
 import pytest
@@ -13,6 +14,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from app.domain.state_snapshot import MAX_AGE_S, SnapshotUnusable, decode, encode
+from app.settings import load_settings
+from app.transport.state_store import StateStore
 
 NOW = 1_800_000_000.0
 TOPIC = "app-user-state-changelog"
@@ -81,3 +84,17 @@ def test_a_payload_that_is_not_a_map_of_bytes_is_refused_even_with_a_valid_check
     assert "not the map" in refused(forged(marshal.dumps({b"u": b"v"}), entries=2))
     assert "unreadable" in refused(forged(b"\xff\x00\x01"))
     assert "valid offset" in refused(forged(marshal.dumps({b"u": b"v"}), offset=-1))
+
+
+def test_snapshots_of_partitions_no_longer_served_are_removed(tmp_path: Path) -> None:
+    """They may hold users erased since (README, "Deleting users")."""
+    store = StateStore(load_settings(data_dir=tmp_path), "app-user-state-changelog")
+    store.snapshot_dir.mkdir(parents=True)
+    for name in ("0.snapshot", "1.snapshot", "7.snapshot", "notes.txt"):
+        (store.snapshot_dir / name).write_bytes(b"x")
+    assert store._remove_other_snapshots({0, 1}) == [7]
+    assert sorted(p.name for p in store.snapshot_dir.iterdir()) == [
+        "0.snapshot",
+        "1.snapshot",
+        "notes.txt",
+    ]
