@@ -8,9 +8,11 @@ from pathlib import Path
 
 import orjson
 import yaml
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from app.domain.status_summary import NO_LIVE_WORKER
 from app.settings import Settings
+from app.transport.kafka_admin import admin_client
 from tests.support.kafka_io import read_json
 from tests.support.processes import run_cli
 
@@ -38,7 +40,34 @@ def test_topics_create_is_idempotent(test_env: dict[str, str]) -> None:
     assert f"created {test_env['WEBHOOKS_JOBS_TOPIC']} (1 partitions, compact)" in first.out
     second = run_cli(test_env, "topics", "create")
     assert second.code == 0, second.err
-    assert "0 created, 11 already existed" in second.out
+    assert "0 created, 12 already existed" in second.out
+    assert "set retention.ms" not in second.out
+
+
+def test_topics_create_sets_the_dead_letter_retention_on_existing_topics(
+    test_env: dict[str, str], test_settings: Settings
+) -> None:
+    assert run_cli(test_env, "topics", "create").code == 0
+    two_days = {**test_env, "WEBHOOKS_DEADLETTER_RETENTION_DAYS": "2"}
+    changed = run_cli(two_days, "topics", "create")
+    assert changed.code == 0, changed.err
+    dead = test_env["WEBHOOKS_DEADLETTER_TOPIC"]
+    assert f"set retention.ms of topic {dead}: 604800000 -> 172800000" in changed.out
+    erasures = f"{test_env['WEBHOOKS_APP_ID']}-erasures"
+    assert f"set retention.ms of topic {erasures}: 604800000 -> 172800000" in changed.out
+    configs = asyncio.run(topic_configs(test_settings, dead))
+    assert configs["retention.ms"] == "172800000" and configs["cleanup.policy"] == "delete"
+    configs = asyncio.run(topic_configs(test_settings, erasures))
+    assert configs["cleanup.policy"] == "compact,delete"  # its other own configs are kept
+    again = run_cli(two_days, "topics", "create")
+    assert "set retention.ms" not in again.out, again.out
+
+
+async def topic_configs(settings: Settings, topic: str) -> dict[str, str]:
+    async with admin_client(settings) as admin:
+        (answer,) = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)])
+    ((_code, _msg, _type, _name, entries),) = answer.resources
+    return {entry[0]: entry[1] for entry in entries}
 
 
 def test_job_round_trips_through_cli_and_topic(
