@@ -15,12 +15,14 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from app.devtools.receiver import Behaviour, WebhookReceiver
 from app.settings import Settings
+from tests.support.dashboard import exposed_names, used_metrics
 from tests.support.jobs import apply_jobs, triggers_job, wait_for_requests
 from tests.support.kafka_io import produce, wait_for_dead_letters
 from tests.support.polling import eventually
 from tests.support.processes import WorkerProcess
 from tests.support.records import input_record
 
+DASHBOARD = Path(__file__).resolve().parents[2] / "deploy" / "grafana" / "audience-webhooks.json"
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 
@@ -109,6 +111,11 @@ async def test_a_worker_reports_health_readiness_and_metrics_of_what_it_did(
     assert value(samples, "webhooks_input_records_dead_lettered_total") == 0.0
     entries = value(samples, "webhooks_state_entries")
     assert entries is not None and entries >= len(records)
+
+    # The Grafana dashboard names only metrics this worker exposes (issue 23).
+    _status, text = await get(f"http://127.0.0.1:{port}/metrics")
+    used = used_metrics(orjson.loads(DASHBOARD.read_bytes()))
+    assert used and used <= exposed_names(text), sorted(used - exposed_names(text))
 
     # JSON logs: every line is an object; lines about a job carry its id
     text = worker.log_path.read_text()
