@@ -141,3 +141,9 @@ def test_decide_never_raises_and_respects_the_rules(
         assert 0 < got.delay_s <= 30.0 and got.retry == failures + 1
     if got.action is Action.SLEEP_UNTIL:
         assert got.until is not None and got.until >= NOW
+
+
+@pytest.mark.parametrize("status", [401, 400, 503])
+def test_decisions_name_the_receivers_part_of_the_reason(status: int) -> None:
+    got = run(AttemptResult(status=status, excerpt="alice@example.com"), used_token=True)
+    assert got.outside == "alice@example.com" and got.outside in got.reason

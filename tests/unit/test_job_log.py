@@ -9,7 +9,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from app.domain.attempt import AttemptResult
 from app.domain.job_log import (
     MAX_EVENT_IDS,
     MAX_MESSAGE_CHARS,
@@ -91,14 +90,6 @@ ANSWERS = st.text(min_size=1, max_size=60).filter(lambda t: t.strip() != "")
 def test_a_receivers_answer_never_reaches_a_state_entry(answer: str, status: int) -> None:
     for prefix in (f"HTTP {status}", f"omitted: HTTP {status} is not retried"):
         assert without_answer(f"{prefix}: {answer}") == f"{prefix}: {OUTSIDE_TEXT}"
-
-
-@pytest.mark.parametrize("status", [401, 400, 503])
-def test_decisions_name_the_receivers_part_of_the_reason(status: int) -> None:
-    from tests.unit.test_attempt import run
-
-    got = run(AttemptResult(status=status, excerpt="alice@example.com"), used_token=True)
-    assert got.outside == "alice@example.com" and got.outside in got.reason
 
 
 def test_reasons_in_the_services_own_words_are_kept() -> None:
