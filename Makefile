@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export WEBHOOKS_KAFKA_BOOTSTRAP ?= 127.0.0.1:9092
 
-.PHONY: help install browser compose-schema broker broker-stop lint typecheck test test-unit test-integration test-e2e demo bench clean
+.PHONY: help install browser compose-schema helm broker broker-stop lint typecheck test test-unit test-integration test-e2e demo bench clean
 
 help:
 	@echo "make demo   - broker + worker + HTTPS receiver + example jobs and events (Ctrl-C stops)"
@@ -29,6 +29,15 @@ $(COMPOSE_WHEEL): | $(STAMP)
 
 compose-schema: $(COMPOSE_WHEEL)
 
+# helm, built once from source into .cache/bin (tests/unit/test_helm_chart.py lints and renders
+# charts/audience-webhooks with it). Go from PATH, else where CI machines have it.
+HELM := .cache/bin/helm
+GO ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
+$(HELM):
+	GOBIN=$(CURDIR)/.cache/bin $(GO) install helm.sh/helm/v4/cmd/helm@v4.3.2
+
+helm: $(HELM)
+
 # Debian's chromium + chromium-driver for the dashboard test (tests/e2e/test_dashboard.py).
 browser:
 	scripts/install-browser.sh
@@ -46,10 +55,10 @@ lint: install
 typecheck: install
 	$(BIN)/mypy app tests bench scripts
 
-test: install compose-schema browser broker lint typecheck
+test: install compose-schema helm browser broker lint typecheck
 	$(BIN)/pytest -ra tests
 
-test-unit: install compose-schema
+test-unit: install compose-schema helm
 	$(BIN)/pytest -ra tests/unit
 
 test-integration: install broker

@@ -1,0 +1,352 @@
+"""The Helm chart `charts/audience-webhooks` (issue 23, item 1), checked offline with the
+helm binary `make helm` builds into `.cache/bin/helm`:
+
+- `helm lint` passes, with the default values and with `ci/secured-values.yaml`;
+- rendered with the default values, the secured example, and every optional resource on
+  (ServiceMonitor, KEDA ScaledObject, Grafana dashboard), each document validates strictly
+  against the Kubernetes schema (as `test_manifests.py` does for `k8s/`); the two custom
+  resources, which `kubernetes-validate` does not know, are checked field by field;
+- every pod template passes the "restricted" Pod Security Standard (`test_manifests`'s
+  checker), secrets reach the pods as read-only files, never as environment values;
+- `values.schema.json` makes a wrong value fail `helm template`, naming it;
+- `helm show values` prints `values.yaml` (its comments are the chart's documentation), and
+  the chart's dashboard is the repository's dashboard, byte for byte.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from tests.unit.test_manifests import VERSION, has_pods, restricted_violations
+
+ROOT = Path(__file__).resolve().parents[2]
+CHART = ROOT / "charts" / "audience-webhooks"
+HELM = ROOT / ".cache" / "bin" / "helm"
+RELEASE = "webhooks"
+NAMESPACE = "audience"
+FULLNAME = "webhooks-audience-webhooks"
+SECURED = CHART / "ci" / "secured-values.yaml"
+# Every optional resource on, with the secrets given as values (the chart creates the Secret).
+EVERYTHING = [
+    "--set=api.enabled=true",
+    "--set=api.podDisruptionBudget.enabled=true",
+    "--set=secrets.secretKey=awk1:not-a-real-key",
+    "--set=secrets.secretKeyPrevious=awk1:an-older-key",
+    "--set=secrets.apiToken=not-a-real-token",
+    "--set=kafkaCredentials.existingSecret=audience-webhooks-kafka",
+    "--set=serviceMonitor.enabled=true",
+    "--set=serviceMonitor.labels.release=prometheus",
+    "--set=keda.enabled=true",
+    "--set=keda.prometheus.enabled=true",
+    "--set=keda.prometheus.serverAddress=http://prometheus.monitoring:9090",
+    "--set=grafanaDashboard.enabled=true",
+]
+VARIANTS: dict[str, list[str]] = {
+    "defaults": [],
+    "secured": [f"--values={SECURED}"],
+    "everything": EVERYTHING,
+}
+# Custom resources kubernetes-validate has no schema for: checked by hand below.
+CUSTOM = {("monitoring.coreos.com/v1", "ServiceMonitor"), ("keda.sh/v1alpha1", "ScaledObject")}
+
+
+def helm(*args: str) -> subprocess.CompletedProcess[str]:
+    if not HELM.is_file():
+        pytest.fail(f"no helm binary at {HELM}: run `make helm` (it builds helm v4.3.2 there)")
+    return subprocess.run(
+        [str(HELM), *args], cwd=ROOT, capture_output=True, text=True, timeout=120, check=False
+    )
+
+
+def render(*args: str) -> list[dict[str, Any]]:
+    done = helm("template", RELEASE, str(CHART), f"--namespace={NAMESPACE}", *args)
+    assert done.returncode == 0, done.stderr
+    return [doc for doc in yaml.safe_load_all(done.stdout) if doc]
+
+
+def by_name(docs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {f"{d['kind']}/{d['metadata']['name']}": d for d in docs}
+
+
+def container(doc: dict[str, Any]) -> dict[str, Any]:
+    first: dict[str, Any] = doc["spec"]["template"]["spec"]["containers"][0]
+    return first
+
+
+@pytest.fixture(scope="module")
+def everything() -> dict[str, dict[str, Any]]:
+    return by_name(render(*EVERYTHING))
+
+
+@pytest.mark.parametrize("args", [[], [f"--values={SECURED}"], EVERYTHING])
+def test_helm_lint_passes(args: list[str]) -> None:
+    done = helm("lint", "--strict", str(CHART), *args)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_every_rendered_document_validates_strictly(variant: str) -> None:
+    docs = render(*VARIANTS[variant])
+    kinds = {d["kind"] for d in docs}
+    assert {"ConfigMap", "Deployment", "PodDisruptionBudget", "Job"} <= kinds
+    for doc in docs:
+        if (doc["apiVersion"], doc["kind"]) in CUSTOM:
+            continue
+        try:
+            kubernetes_validate.validate(doc, VERSION, strict=True)
+        except kubernetes_validate.ValidationError as exc:
+            pytest.fail(f"{variant}: {doc['kind']}/{doc['metadata']['name']}: {exc}")
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_every_pod_template_passes_the_restricted_pod_security_standard(variant: str) -> None:
+    pods = [d for d in render(*VARIANTS[variant]) if has_pods(d)]
+    assert len(pods) >= 2
+    for doc in pods:
+        pod = doc["spec"]["template"]["spec"]
+        assert restricted_violations(pod) == [], f"{variant}: {doc['metadata']['name']}"
+        assert pod["automountServiceAccountToken"] is False
+
+
+def test_the_custom_resources_have_their_required_fields(
+    everything: dict[str, dict[str, Any]],
+) -> None:
+    monitor = everything[f"ServiceMonitor/{FULLNAME}-worker"]
+    assert (monitor["apiVersion"], monitor["kind"]) in CUSTOM
+    metrics = everything[f"Service/{FULLNAME}-metrics"]
+    assert metrics["spec"]["clusterIP"] == "None"
+    labels = metrics["metadata"]["labels"]
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    assert monitor["metadata"]["labels"]["release"] == "prometheus"
+    ports = {p["name"]: p for p in metrics["spec"]["ports"]}
+    (endpoint,) = monitor["spec"]["endpoints"]
+    assert endpoint["port"] in ports and endpoint["path"] == "/metrics"
+    assert monitor["spec"]["namespaceSelector"]["matchNames"] == [NAMESPACE]
+    worker = everything[f"Deployment/{FULLNAME}-worker"]
+    pod_labels = worker["spec"]["template"]["metadata"]["labels"]
+    assert metrics["spec"]["selector"].items() <= pod_labels.items()
+    assert ports[endpoint["port"]]["port"] == container(worker)["ports"][0]["containerPort"]
+
+    scaled = everything[f"ScaledObject/{FULLNAME}-worker"]
+    assert (scaled["apiVersion"], scaled["kind"]) in CUSTOM
+    spec = scaled["spec"]
+    assert spec["scaleTargetRef"] == {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "name": f"{FULLNAME}-worker",
+    }
+    assert 0 <= spec["minReplicaCount"] <= spec["maxReplicaCount"]
+    triggers = {t["type"]: t["metadata"] for t in spec["triggers"]}
+    assert triggers["kafka"] == {
+        "bootstrapServers": "kafka-bootstrap.kafka.svc:9092",
+        "consumerGroup": "audience-webhooks-router",
+        "topic": "audience-events",
+        "lagThreshold": "1000",
+        "offsetResetPolicy": "earliest",
+    }
+    assert triggers["prometheus"]["query"] == "sum(webhooks_job_backlog_records)"
+    assert triggers["prometheus"]["serverAddress"] == "http://prometheus.monitoring:9090"
+    assert int(triggers["prometheus"]["threshold"]) > 0
+    # KEDA owns the replica count of the Deployment it scales.
+    assert "replicas" not in worker["spec"]
+
+
+def test_keda_follows_the_router_group_of_the_app_id_and_the_input_topic() -> None:
+    docs = by_name(
+        render(
+            "--set=keda.enabled=true",
+            "--set=settings.WEBHOOKS_APP_ID=tenant-a",
+            "--set=settings.WEBHOOKS_INPUT_TOPIC=tenant-a-events",
+            "--set=keda.kafka.authenticationRef=kafka-scram",
+        )
+    )
+    (trigger,) = docs[f"ScaledObject/{FULLNAME}-worker"]["spec"]["triggers"]
+    assert trigger["metadata"]["consumerGroup"] == "tenant-a-router"
+    assert trigger["metadata"]["topic"] == "tenant-a-events"
+    assert trigger["authenticationRef"] == {"name": "kafka-scram"}
+
+
+def test_the_worker_is_probed_scraped_spread_and_protected() -> None:
+    docs = by_name(render())
+    worker = docs[f"Deployment/{FULLNAME}-worker"]
+    pod = worker["spec"]["template"]
+    c = container(worker)
+    assert worker["spec"]["replicas"] == 2
+    assert c["startupProbe"]["httpGet"]["path"] == "/healthz"
+    assert c["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert c["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    port = c["ports"][0]["containerPort"]
+    assert pod["metadata"]["annotations"]["prometheus.io/port"] == str(port)
+    assert pod["metadata"]["annotations"]["prometheus.io/path"] == "/metrics"
+    zones = {t["topologyKey"] for t in pod["spec"]["topologySpreadConstraints"]}
+    assert zones == {"kubernetes.io/hostname", "topology.kubernetes.io/zone"}
+    pdb = docs[f"PodDisruptionBudget/{FULLNAME}-worker"]
+    assert pdb["spec"]["selector"] == worker["spec"]["selector"]
+    assert worker["spec"]["selector"]["matchLabels"].items() <= pod["metadata"]["labels"].items()
+    config = docs[f"ConfigMap/{FULLNAME}"]["data"]
+    assert config["WEBHOOKS_HTTP_PORT"] == str(port)
+    assert config["WEBHOOKS_DATA_DIR"] in {m["mountPath"] for m in c["volumeMounts"]}
+    assert c["envFrom"] == [{"configMapRef": {"name": FULLNAME}}]
+
+
+def test_the_default_settings_are_those_of_the_raw_manifests() -> None:
+    config = by_name(render())[f"ConfigMap/{FULLNAME}"]["data"]
+    raw = yaml.safe_load((ROOT / "k8s" / "configmap.yaml").read_text())["data"]
+    assert config == {**raw, "WEBHOOKS_DATA_DIR": "/var/lib/webhooks"}
+
+
+def test_secrets_reach_the_pods_as_read_only_files(everything: dict[str, dict[str, Any]]) -> None:
+    secret = everything[f"Secret/{FULLNAME}"]
+    assert set(secret["data"]) == {"secret-key", "secret-key-previous", "api-token"}
+    config = everything[f"ConfigMap/{FULLNAME}"]["data"]
+    assert not any(name in config for name in ("WEBHOOKS_SECRET_KEY", "WEBHOOKS_API_TOKEN")), (
+        "a secret in the ConfigMap"
+    )
+    expected = {
+        "worker": {"WEBHOOKS_SECRET_KEY_FILE", "WEBHOOKS_SECRET_KEY_PREVIOUS_FILE"},
+        "api": {
+            "WEBHOOKS_SECRET_KEY_FILE",
+            "WEBHOOKS_SECRET_KEY_PREVIOUS_FILE",
+            "WEBHOOKS_API_TOKEN_FILE",
+        },
+    }
+    for component, names in expected.items():
+        deployment = everything[f"Deployment/{FULLNAME}-{component}"]
+        c = container(deployment)
+        env = {e["name"]: e["value"] for e in c["env"]}
+        assert set(env) == names, component
+        mounts = {m["mountPath"]: m for m in c["volumeMounts"]}
+        volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
+        for path in env.values():
+            mount = mounts[str(Path(path).parent)]
+            assert mount["readOnly"] is True
+            volume = volumes[mount["name"]]
+            assert volume["secret"]["secretName"] == FULLNAME
+            assert Path(path).name in secret["data"]
+        kafka = mounts["/etc/webhooks/kafka"]
+        assert kafka["readOnly"] is True
+        assert volumes[kafka["name"]]["secret"]["secretName"] == "audience-webhooks-kafka"
+
+
+def test_the_secured_example_mounts_the_kafka_credentials_it_names() -> None:
+    docs = by_name(render(f"--values={SECURED}"))
+    assert not any(kind.startswith("Secret/") for kind in docs), "existingSecret: none created"
+    config = docs[f"ConfigMap/{FULLNAME}"]["data"]
+    assert config["WEBHOOKS_KAFKA_SECURITY_PROTOCOL"] == "SASL_SSL"
+    assert config["WEBHOOKS_KAFKA_SASL_MECHANISM"].startswith("SCRAM-")
+    files = [v for k, v in config.items() if k.endswith("_FILE")]
+    assert files and all(f.startswith("/etc/webhooks/kafka/") for f in files)
+    for doc in docs.values():
+        if not has_pods(doc):
+            continue
+        pod = doc["spec"]["template"]["spec"]
+        volumes = {v["name"]: v for v in pod["volumes"]}
+        mounts = {m["mountPath"]: m for m in pod["containers"][0]["volumeMounts"]}
+        kafka = mounts["/etc/webhooks/kafka"]
+        assert kafka["readOnly"] is True, doc["metadata"]["name"]
+        assert volumes[kafka["name"]]["secret"]["secretName"] == "audience-webhooks-kafka"
+    api = container(docs[f"Deployment/{FULLNAME}-api"])
+    token = {e["name"]: e["value"] for e in api["env"]}["WEBHOOKS_API_TOKEN_FILE"]
+    assert token == "/etc/webhooks/secrets/api-token"
+
+
+def test_the_topics_job_runs_as_a_hook_before_install_and_upgrade() -> None:
+    docs = by_name(render(f"--values={SECURED}"))
+    job = docs[f"Job/{FULLNAME}-topics"]
+    annotations = job["metadata"]["annotations"]
+    assert set(annotations["helm.sh/hook"].split(",")) == {"pre-install", "pre-upgrade"}
+    assert "before-hook-creation" in annotations["helm.sh/hook-delete-policy"]
+    c = container(job)
+    assert c["args"] == ["topics", "create"]
+    # At pre-install the release's ConfigMap does not exist yet: the settings come inline.
+    assert "envFrom" not in c
+    env = {e["name"]: e["value"] for e in c["env"]}
+    config = docs[f"ConfigMap/{FULLNAME}"]["data"]
+    assert env.items() <= config.items()
+    assert env["WEBHOOKS_KAFKA_SECURITY_PROTOCOL"] == "SASL_SSL"
+
+
+def test_the_dashboard_config_map_holds_the_dashboard(
+    everything: dict[str, dict[str, Any]],
+) -> None:
+    dashboard = everything[f"ConfigMap/{FULLNAME}-dashboard"]
+    assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
+    (text,) = dashboard["data"].values()
+    repository = ROOT / "deploy" / "grafana" / "audience-webhooks.json"
+    assert json.loads(text) == json.loads(repository.read_text())
+
+
+def test_the_chart_dashboard_is_a_byte_identical_copy_of_the_repository_one() -> None:
+    copy = CHART / "dashboards" / "audience-webhooks.json"
+    original = ROOT / "deploy" / "grafana" / "audience-webhooks.json"
+    assert copy.read_bytes() == original.read_bytes(), (
+        f"cp {original.relative_to(ROOT)} {copy.relative_to(ROOT)}"
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        (["--set=worker.replicas=-1"], "/worker/replicas"),
+        (["--set=worker.replica=2"], "'replica'"),
+        (["--set=keda.kafka.lagThreshold=0"], "/keda/kafka/lagThreshold"),
+        (["--set=image.pullPolicy=Sometimes"], "/image/pullPolicy"),
+        (["--set=worker.port=not-a-port"], "/worker/port"),
+        (["--set=settings.WEBHOOKS_API_TOKEN=in-the-config-map"], "WEBHOOKS_API_TOKEN"),
+        (["--set=settings.KAFKA_BOOTSTRAP=x:9092"], "KAFKA_BOOTSTRAP"),
+        (["--set=api.enabled=true"], "secrets.apiToken"),
+        (["--set=keda.enabled=true", "--set=keda.prometheus.enabled=true"], "serverAddress"),
+        (["--set=keda.enabled=true", "--set=keda.maxReplicas=1"], "keda.maxReplicas"),
+    ],
+)
+def test_a_wrong_value_fails_helm_template_naming_it(args: list[str], named: str) -> None:
+    done = helm("template", RELEASE, str(CHART), *args)
+    assert done.returncode != 0, f"{args} rendered"
+    assert named in done.stderr, done.stderr
+
+
+def test_helm_show_values_prints_the_documented_values_file() -> None:
+    done = helm("show", "values", str(CHART))
+    assert done.returncode == 0, done.stderr
+    text = (CHART / "values.yaml").read_text()
+    assert done.stdout.rstrip("\n") == text.rstrip("\n")  # helm adds a newline
+    # Every value is documented: a key line follows a comment, or its parent key or a
+    # sibling key (a group of values under one comment); a blank line or the end of a nested
+    # block before a key needs a new comment.
+    lines = text.splitlines()
+    undocumented = []
+    for i, line in enumerate(lines):
+        stripped = line.strip()
+        if not stripped or stripped.startswith(("#", "- ")):
+            continue
+        above = lines[i - 1] if i else ""
+        comment = above.strip().startswith("#")
+        sibling = bool(above.strip()) and indent(above) == indent(line)
+        parent = above.rstrip().endswith(":") and indent(above) < indent(line)
+        if not (comment or sibling or parent):
+            undocumented.append(f"values.yaml:{i + 1}: {line}")
+    assert undocumented == []
+
+
+def indent(line: str) -> int:
+    return len(line) - len(line.lstrip())
+
+
+def test_the_schema_is_draft_07_and_closed_at_every_level() -> None:
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    assert schema["$schema"] == "http://json-schema.org/draft-07/schema#"
+    stack = [("", schema)]
+    while stack:
+        where, node = stack.pop()
+        if "properties" in node:
+            assert node.get("additionalProperties") is False, where or "top level"
+            stack.extend((f"{where}/{k}", v) for k, v in node["properties"].items())
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    assert set(values) <= set(schema["properties"])
