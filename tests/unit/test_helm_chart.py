@@ -142,7 +142,7 @@ def test_the_custom_resources_have_their_required_fields(
         "kind": "Deployment",
         "name": f"{FULLNAME}-worker",
     }
-    assert 0 <= spec["minReplicaCount"] <= spec["maxReplicaCount"]
+    assert 1 <= spec["minReplicaCount"] <= spec["maxReplicaCount"]
     triggers = {t["type"]: t["metadata"] for t in spec["triggers"]}
     assert triggers["kafka"] == {
         "bootstrapServers": "kafka-bootstrap.kafka.svc:9092",
@@ -297,6 +297,7 @@ def test_the_chart_dashboard_is_a_byte_identical_copy_of_the_repository_one() ->
         (["--set=worker.replicas=-1"], "/worker/replicas"),
         (["--set=worker.replica=2"], "'replica'"),
         (["--set=keda.kafka.lagThreshold=0"], "/keda/kafka/lagThreshold"),
+        (["--set=keda.minReplicas=0"], "/keda/minReplicas"),
         (["--set=image.pullPolicy=Sometimes"], "/image/pullPolicy"),
         (["--set=worker.port=not-a-port"], "/worker/port"),
         (["--set=settings.WEBHOOKS_API_TOKEN=in-the-config-map"], "WEBHOOKS_API_TOKEN"),
