@@ -43,7 +43,7 @@ def main() -> None:
         raw = orjson.dumps({"id": f"u{i}", "data": {"plan": "x"}, "segment_events": enter})
         plan = plan_record(raw, f"u{i}".encode(), Source("in", 0, i), store.get, configs, "d", "c")
         assert plan.state_key is not None and plan.new_state is not None
-        store[plan.state_key] = plan.new_state
+        plan.apply_to(store)
     started = time.perf_counter()
     for i in range(n):
         raw = orjson.dumps({"id": f"u{i}", "data": {"plan": "y"}, "segment_events": []})

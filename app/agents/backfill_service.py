@@ -33,7 +33,6 @@ from app.domain.errors import InvalidRecord
 from app.domain.jobs import JobConfig
 from app.domain.queue_record import queue_value
 from app.domain.records import UserRecord, parse_record
-from app.domain.secrets import box_from_settings
 from app.domain.timefmt import utc_now_rfc3339
 from app.settings import Settings
 from app.topic_catalog import erasures_topic, state_changelog_topic
@@ -69,7 +68,7 @@ class BackfillService:
         self._task: asyncio.Task[None] | None = None
         self._partitions: dict[str, int] = {}
         self._joblog: JobLog | None = None
-        self._erasure_ids = ErasureIds.from_box(box_from_settings(settings), settings.app_id)
+        self._erasure_ids = ErasureIds.from_settings(settings)
 
     async def start(self) -> None:
         self._producer = durable_producer(self.settings, max_batch_size=1024 * 1024)

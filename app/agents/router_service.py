@@ -32,7 +32,6 @@ from app.domain.jobs import JobConfig
 from app.domain.record_routing import OutRecord, Source, plan_record, truncated_copy
 from app.domain.records import parse_record
 from app.domain.routing import field_tag
-from app.domain.secrets import box_from_settings
 from app.domain.timefmt import rfc3339
 from app.settings import Settings
 from app.topic_catalog import erasures_topic
@@ -77,7 +76,7 @@ class RouterService:
         self._slots = asyncio.Semaphore(PIPELINE_DEPTH)
         self._writing = asyncio.Lock()
         self._established: set[tuple[int, str, str]] = set()  # (partition, job id, field tag)
-        self._erasure_ids = ErasureIds.from_box(box_from_settings(settings), settings.app_id)
+        self._erasure_ids = ErasureIds.from_settings(settings)
 
     async def start(self) -> None:
         self._producer = durable_producer(
@@ -208,13 +207,11 @@ class RouterService:
                 changelog,
                 now_text,
             )
+            plan.apply_to(data)
             if plan.dead_lettered:
                 metrics.INPUT_DEAD_LETTERED.inc()
-            elif plan.erasure is not None and plan.state_key is not None:
-                data.pop(plan.state_key, None)
+            elif plan.erasure is not None:
                 out.extend(self._erasure_records(plan.erasure, jobs, now, now_text))
-            elif plan.state_key is not None and plan.new_state is not None:
-                data[plan.state_key] = plan.new_state
             out.extend(plan.records)
         metrics.INPUT_ROUTED.inc(len(events))
         metrics.STATE_ENTRIES.set(self.store.size())

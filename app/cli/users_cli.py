@@ -8,6 +8,7 @@ import orjson
 from app.cli.running import run_async
 from app.settings import get_settings
 from app.usecases import users
+from app.usecases.keys import erasure_ids
 
 
 @click.group("users")
@@ -34,6 +35,6 @@ async def forget(user_ids: tuple[str, ...], as_json: bool) -> None:
 async def erasure_id(user_ids: tuple[str, ...]) -> None:
     """Print the erasure id of each of USER_IDS (what job logs and the erasures topic name
     an erased user by; keyed by WEBHOOKS_SECRET_KEY), to find an erasure's entries."""
-    ids = users.erasure_ids(get_settings())
+    ids = erasure_ids(get_settings())
     for user_id in users.check_ids(list(user_ids)):
         click.echo(f"{user_id}\t{ids.erasure_id(user_id)}")

@@ -33,7 +33,8 @@ from app.domain.jobs import JobConfig
 from app.domain.queue_record import queue_value
 from app.domain.records import UserRecord
 from app.domain.routing import UserState
-from app.domain.secrets import SecretBox
+from app.domain.secrets import SecretBox, box_from_settings
+from app.settings import Settings
 
 ERASED_REASON = "deleted"
 NO_KEY_ID = "none"
@@ -64,6 +65,11 @@ class ErasureIds:
             mac = hashlib.sha256(b"audience-webhooks/no-key/erasure-id/" + app_id.encode())
             return cls([ErasureKey(NO_KEY_ID, mac.digest())])
         return cls([ErasureKey(k.key_id, k.erasure_mac) for k in box.keys])
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ErasureIds:
+        """From the settings' keys (InvalidSecretKey for a malformed one)."""
+        return cls.from_box(box_from_settings(settings), settings.app_id)
 
     @property
     def current(self) -> ErasureKey:

@@ -63,6 +63,15 @@ class RecordPlan:
     dead_lettered: bool = False
     erasure: Erasure | None = None  # a tombstone: the user is deleted, its state removed
 
+    def apply_to(self, data: dict[bytes, bytes]) -> None:
+        """Change a partition's state map as this plan says (the router's one way to)."""
+        if self.dead_lettered or self.state_key is None:
+            return
+        if self.erasure is not None:
+            data.pop(self.state_key, None)
+        elif self.new_state is not None:
+            data[self.state_key] = self.new_state
+
 
 def event_id(topic: str, partition: int, offset: int, job_id: str) -> str:
     """Stable across redeliveries of the same input offset, so duplicates are recognisable."""

@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass, field, replace
 
 from app.domain.deadletter_replay import DeadLetter, parse_dead_letter, parse_id, queue_record_of
-from app.domain.erasure import ErasureIds, parse_erasures, replay_refusal
+from app.domain.erasure import parse_erasures, replay_refusal
 from app.domain.errors import ConfigError, FieldProblem
 from app.domain.job_log import entry
 from app.settings import Settings
@@ -18,7 +18,7 @@ from app.transport.job_log import read_job_log, read_keyed
 from app.transport.kafka import producer, read_compacted
 from app.usecases.errors import CommandFailed
 from app.usecases.job_reads import get_job
-from app.usecases.keys import secret_box
+from app.usecases.keys import erasure_ids
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 10_000
@@ -60,7 +60,7 @@ async def erased_refusals(settings: Settings, letters: list[DeadLetter]) -> list
     """(dead letter id, why) for each of `letters` that must not be replayed because of an
     erasure on record."""
     view = parse_erasures(await read_compacted(settings, erasures_topic(settings)))
-    ids = ErasureIds.from_box(secret_box(settings), settings.app_id)
+    ids = erasure_ids(settings)
     out = []
     for letter in letters:
         why = replay_refusal(letter.event, view, ids)

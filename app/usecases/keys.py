@@ -3,6 +3,7 @@ shared by the authorization and the job commands (signing secrets)."""
 
 from __future__ import annotations
 
+from app.domain.erasure import ErasureIds
 from app.domain.secrets import KEY_VAR, InvalidSecretKey, SecretBox, box_from_settings
 from app.settings import Settings
 
@@ -24,3 +25,9 @@ def secret_box(settings: Settings, required: bool = False) -> SecretBox | None:
             "(`webhooks secret-key generate` makes one)"
         )
     return box
+
+
+def erasure_ids(settings: Settings) -> ErasureIds:
+    """What names erased users (`app/domain/erasure.py`), from the configured keys;
+    KeyProblem for a malformed one."""
+    return ErasureIds.from_box(secret_box(settings), settings.app_id)

@@ -7,12 +7,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from app.domain.erasure import ErasureIds, check_user_id
+from app.domain.erasure import check_user_id
 from app.domain.errors import ConfigError, FieldProblem
 from app.domain.record_routing import MAX_ID_CHARS
 from app.settings import Settings
 from app.transport.kafka import producer
-from app.usecases.keys import secret_box
+from app.usecases.keys import erasure_ids
 
 MAX_USERS = 10_000
 
@@ -56,10 +56,6 @@ def check_ids(user_ids: list[str]) -> list[str]:
     if problems:
         raise ConfigError("users", problems)
     return list(dict.fromkeys(user_ids))
-
-
-def erasure_ids(settings: Settings) -> ErasureIds:
-    return ErasureIds.from_box(secret_box(settings), settings.app_id)
 
 
 async def forget(settings: Settings, user_ids: list[str]) -> list[Forgotten]:

@@ -82,13 +82,7 @@ def enter(slug: str, segment_id: str) -> dict[str, Any]:
 
 def apply(store: dict[bytes, bytes], plan: RecordPlan) -> None:
     """What the router does with a plan."""
-    if plan.dead_lettered:
-        return
-    assert plan.state_key is not None
-    if plan.erasure is not None:
-        store.pop(plan.state_key, None)
-    elif plan.new_state is not None:
-        store[plan.state_key] = plan.new_state
+    plan.apply_to(store)
 
 
 def member_store(user: str = USER) -> dict[bytes, bytes]:

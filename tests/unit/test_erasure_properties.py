@@ -70,13 +70,7 @@ def raw_record(user: str, fields: dict[str, Any]) -> bytes:
 
 def apply(store: dict[bytes, bytes], plan: RecordPlan) -> None:
     """Exactly what the router does with a plan."""
-    if plan.dead_lettered:
-        return
-    assert plan.state_key is not None
-    if plan.erasure is not None:
-        store.pop(plan.state_key, None)
-    elif plan.new_state is not None:
-        store[plan.state_key] = plan.new_state
+    plan.apply_to(store)
 
 
 Change = tuple[bytes | None, bytes | None]

@@ -91,8 +91,7 @@ def test_router_output_matches_queue_changelog_and_deadletter_schemas(
                 topic, "webhook-queue-JOB_ID"
             )
             valid(name, value)
-        if plan_.new_state is not None and plan_.state_key is not None:
-            state[plan_.state_key] = plan_.new_state
+        plan_.apply_to(state)
 
 
 def test_baseline_markers_match_the_changelog_schema() -> None:
