@@ -23,6 +23,7 @@ from app.agents.delivery_service import DeliveryService
 from app.agents.router_service import RouterService
 from app.settings import Settings, get_settings
 from app.topic_catalog import state_changelog_topic
+from app.transport import tracing
 from app.transport.broker_probe import BrokerProbe
 from app.transport.health_server import HealthServer
 from app.transport.input_consumer import InputConsumer
@@ -62,6 +63,7 @@ class WebhooksService(Service):  # type: ignore[misc]
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.settings = settings
         self.registry = registry
         self.store = StateStore(settings, state_changelog_topic(settings))
         self.router = RouterService(settings, registry, self.store)
@@ -82,6 +84,7 @@ class WebhooksService(Service):  # type: ignore[misc]
         )
 
     async def on_start(self) -> None:
+        tracing.configure(self.settings.worker_id)  # off unless OTEL_* ask (checked by the CLI)
         if self.health is not None:
             await self.health.start()
         await self.broker.start()
@@ -108,6 +111,7 @@ class WebhooksService(Service):  # type: ignore[misc]
         await self.broker.stop()
         if self.health is not None:
             await self.health.stop()
+        await asyncio.to_thread(tracing.shutdown)  # exports the spans still buffered
 
     def not_ready(self) -> list[str]:
         """What readiness still waits for (`/readyz`); empty when ready."""

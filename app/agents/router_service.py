@@ -35,11 +35,12 @@ from app.domain.routing import field_tag
 from app.domain.timefmt import rfc3339
 from app.settings import Settings
 from app.topic_catalog import erasures_topic
-from app.transport import metrics
+from app.transport import metrics, tracing
 from app.transport.batch_producer import BatchWriter
 from app.transport.kafka import durable_producer, iter_offsets
 from app.transport.registry import ConfigRegistry
 from app.transport.state_store import StateStore
+from app.transport.tracing import RouteTrace
 
 log = logging.getLogger(__name__)
 
@@ -96,10 +97,11 @@ class RouterService:
         producer; confirmation follows in `confirm`."""
         await self._slots.acquire()
         try:
-            async with self._writing:
-                await self._ensure_baselines(events)
-                records = self._route(events)
-                acks = await self._write(records)
+            with tracing.route_span(events, self.settings.input_topic) as traced:
+                async with self._writing:
+                    await self._ensure_baselines(events)
+                    records = self._route(events, traced)
+                    acks = await self._write(records)
         except BaseException:
             self._slots.release()
             raise
@@ -180,11 +182,12 @@ class RouterService:
             await out.add(topic, key, value, partition)
         return await out.flush()
 
-    def _route(self, events: Sequence[Any]) -> list[OutRecord]:
+    def _route(self, events: Sequence[Any], traced: RouteTrace | None = None) -> list[OutRecord]:
         """The records `events` cause; updates the per-user state as it goes.
 
         Each record is planned on its own (`plan_record` never raises), so a hostile record
-        becomes a dead letter and the rest of its batch is routed."""
+        becomes a dead letter and the rest of its batch is routed. With traces on, each
+        queue record carries its input record's trace context (`traced`)."""
         out: list[OutRecord] = []
         jobs = {job_id: j.config for job_id, j in self.registry.jobs.items()}
         dl_topic = self.settings.deadletter_topic
@@ -192,11 +195,17 @@ class RouterService:
         maps: dict[int, dict[bytes, bytes]] = {}
         now = time.time()
         now_text = rfc3339(now) or ""
-        for message in events:
+        dead_lettered = 0
+        for index, message in enumerate(events):
             data = maps.get(message.partition)
             if data is None:
                 data = maps[message.partition] = self.store.partition(message.partition)
-            source = Source(message.topic, message.partition, message.offset)
+            source = Source(
+                message.topic,
+                message.partition,
+                message.offset,
+                traced.context_of(index) if traced is not None else None,
+            )
             plan = plan_record(
                 message.value,
                 message.key,
@@ -209,12 +218,16 @@ class RouterService:
             )
             plan.apply_to(data)
             if plan.dead_lettered:
-                metrics.INPUT_DEAD_LETTERED.inc()
+                dead_lettered += 1
             elif plan.erasure is not None:
                 out.extend(self._erasure_records(plan.erasure, jobs, now, now_text))
             out.extend(plan.records)
         metrics.INPUT_ROUTED.inc(len(events))
+        if dead_lettered:
+            metrics.INPUT_DEAD_LETTERED.inc(dead_lettered)
         metrics.STATE_ENTRIES.set(self.store.size())
+        if traced is not None:
+            traced.routed(len(out), dead_lettered)
         return out
 
     def _erasure_records(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
@@ -27,10 +28,12 @@ from app.cli.users_cli import users_group
 from app.domain.secrets import generate_key
 from app.settings import Settings, SettingsError, get_settings
 from app.topic_catalog import TopicSpec, load_catalog
+from app.transport import tracing
 from app.transport.kafka import BrokerUnavailable
 from app.transport.kafka_admin import align_managed_configs, ensure_topics
 from app.transport.kafka_security import KafkaSecurityError
 from app.transport.log_format import logging_config
+from app.transport.tracing import TracingError
 from app.usecases import authorizations as auth_commands
 
 
@@ -61,6 +64,10 @@ def worker(loglevel: str, processes: int | None) -> None:
     """Run a worker (router + delivery); scale out by starting more."""
     settings = get_settings()
     count = processes or settings.processes or usable_cpus()
+    try:  # OTEL_* variables that would fail in each process: one line now, exit 2
+        tracing.check(os.environ)
+    except TracingError as exc:
+        raise UsageProblem(str(exc)) from None
     # Before Faust starts: a malformed key is one line on stderr and exit status 2.
     if check_secret_key(warn=True) is None:
         click.echo(

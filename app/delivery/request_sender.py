@@ -28,7 +28,7 @@ from app.domain.queue_record import QueuedEvent
 from app.domain.redaction import Redactor
 from app.domain.retry import RetryPolicy
 from app.domain.urls import merge_params
-from app.transport import metrics
+from app.transport import metrics, tracing
 from app.transport.auth_resolver import AuthResolver, AuthUnavailable
 from app.transport.http import WebhookClient, exception_text
 from app.transport.job_log import JobLog
@@ -98,12 +98,25 @@ class RequestSender:
         request's partitions move (checked before each attempt and while waiting)."""
         wid = webhook_id(events)
         self._batch_events.observe(len(events))
+        traced = tracing.request_trace(
+            self.job.id, self.job.type, self.job.http_method, events, wid
+        )
         failures = 0
+        attempts = 0
         refreshed = False
         while True:
             await self._wait_until_runnable(check_owned)
             started = time.monotonic()
-            result, answer, token, tokens = await self._attempt(url, body, content_type, wid)
+            attempts += 1
+            span = traced.attempt(attempts) if traced is not None else None
+            try:
+                result, answer, token, tokens = await self._attempt(
+                    url, body, content_type, wid, span.headers if span is not None else None
+                )
+            except BaseException:
+                if span is not None:
+                    span.abandon()
+                raise
             if result.refused is None and result.token_error is None:
                 self._request_seconds.observe(time.monotonic() - started)
                 self._count_request(result.status)
@@ -117,6 +130,8 @@ class RequestSender:
                 backoff=self.backoff,
                 now=now,
             )
+            if span is not None:
+                span.end(result, decision.action)
             match decision.action:
                 case Action.DELIVERED:
                     if not self.job.is_triggers:
@@ -158,9 +173,10 @@ class RequestSender:
                     await self._sleep(decision.delay_s, check_owned)
 
     async def _attempt(
-        self, url: str, body: bytes, content_type: str, wid: str
+        self, url: str, body: bytes, content_type: str, wid: str, trace: dict[str, str] | None
     ) -> tuple[AttemptResult, bytes, str | None, TokenProvider | None]:
-        """One attempt: (what happened, the answer's body, the token used, its provider)."""
+        """One attempt: (what happened, the answer's body, the token used, its provider);
+        `trace`: the attempt span's `traceparent` (and `tracestate`) headers."""
         redactor = Redactor()
         token: str | None = None
         tokens: TokenProvider | None = None
@@ -183,6 +199,8 @@ class RequestSender:
                 "webhook-id": wid,
                 "webhook-timestamp": str(timestamp),
             }
+            if trace:
+                headers.update(trace)
             headers.update(extra_headers)
             if self.signer is not None:  # after the authorization's: it cannot replace it
                 headers["webhook-signature"] = self.signer.header(wid, timestamp, body)

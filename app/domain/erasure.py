@@ -34,6 +34,7 @@ from app.domain.queue_record import queue_value
 from app.domain.records import UserRecord
 from app.domain.routing import UserState
 from app.domain.secrets import SecretBox, box_from_settings
+from app.domain.trace_context import TraceContext
 from app.settings import Settings
 
 ERASED_REASON = "deleted"
@@ -159,10 +160,12 @@ def plan_erasure(
     source: tuple[str, int, int],
     now: str,
     known: bool | None = None,
+    trace: TraceContext | None = None,
 ) -> tuple[list[tuple[str, bytes]], Erasure]:
     """The (queue topic, queue record) of every exit the erasure sends, and what it meant
     for each job; `now` (RFC 3339) is the exits' time; `known`: the user had a state (by
-    default: `state` is not None; a stored state that cannot be read is known too)."""
+    default: `state` is not None; a stored state that cannot be read is known too); `trace`:
+    the tombstone's trace context, continued by the exits' webhook requests."""
     audiences = state.audiences if state is not None else {}
     queued: list[tuple[str, bytes]] = []
     affected: list[JobErasure] = []
@@ -182,7 +185,9 @@ def plan_erasure(
                     "exit": now,
                     "reason": ERASED_REASON,
                 }
-                value = queue_value(record, job.id, ev_id, (event,), reason=ERASED_REASON)
+                value = queue_value(
+                    record, job.id, ev_id, (event,), reason=ERASED_REASON, trace=trace
+                )
                 queued.append((job.queue_topic, value))
                 ids.append(ev_id)
         affected.append(JobErasure(job.id, held, tuple(ids)))

@@ -10,6 +10,7 @@ from typing import Any
 import orjson
 
 from app.domain.records import UserRecord
+from app.domain.trace_context import TraceContext
 
 
 def queue_value(
@@ -18,9 +19,11 @@ def queue_value(
     ev_id: str,
     events: tuple[dict[str, Any], ...],
     reason: str | None = None,
+    trace: TraceContext | None = None,
 ) -> bytes:
     """A job's queue record (`topics/webhook-queue-JOB_ID.json`); `reason` "deleted" marks
-    the exits of an erased user (`app/domain/erasure.py`)."""
+    the exits of an erased user (`app/domain/erasure.py`); `trace` is the trace context its
+    webhook request continues (only when traces are on, `app/transport/tracing.py`)."""
     doc: dict[str, Any] = {
         "event_id": ev_id,
         "job_id": job_id,
@@ -34,6 +37,8 @@ def queue_value(
     }
     if reason is not None:
         doc["reason"] = reason
+    if trace is not None:
+        doc.update(trace.to_dict())
     return orjson.dumps(doc)
 
 
@@ -56,6 +61,7 @@ class QueuedEvent:
     time: str | None
     queued_at_ms: int
     reason: str | None = None  # "deleted": an exit because the user was erased
+    trace: TraceContext | None = None  # the trace its webhook request continues
 
     @classmethod
     def from_queue_record(cls, value: bytes, timestamp_ms: int) -> QueuedEvent:
@@ -71,6 +77,9 @@ class QueuedEvent:
             time=doc.get("time"),
             queued_at_ms=timestamp_ms,
             reason=reason if isinstance(reason, str) else None,
+            trace=TraceContext.parse(doc.get("traceparent"), doc.get("tracestate"))
+            if "traceparent" in doc
+            else None,
         )
 
     def template_user(self, fields: tuple[str, ...] | None = None) -> dict[str, Any]:

@@ -32,6 +32,7 @@ from app.domain.jobs import JobConfig
 from app.domain.queue_record import queue_value
 from app.domain.records import parse_record
 from app.domain.routing import UserState, route
+from app.domain.trace_context import TraceContext
 
 MAX_RECORD_BYTES = 1_000_000
 MAX_ID_CHARS = 1024
@@ -46,11 +47,13 @@ OutRecord = tuple[str, bytes | None, bytes | None, int | None]
 
 @dataclass(frozen=True, slots=True)
 class Source:
-    """Where an input record came from."""
+    """Where an input record came from, and the trace its webhooks continue (only when
+    traces are on: `app/transport/tracing.py`)."""
 
     topic: str
     partition: int
     offset: int
+    trace: TraceContext | None = None
 
 
 @dataclass(slots=True)
@@ -150,7 +153,9 @@ def _plan_tombstone(
     except (ValueError, TypeError, KeyError, AttributeError, IndexError):
         state = None  # unreadable: no exits can be told, but the state is removed all the same
     known = stored is not None
-    queued, erasure = plan_erasure(user_id, state, jobs.values(), where, now, known=known)
+    queued, erasure = plan_erasure(
+        user_id, state, jobs.values(), where, now, known=known, trace=source.trace
+    )
     plan = RecordPlan(state_key=state_key, erasure=erasure)
     plan.records.extend((topic, state_key, value, None) for topic, value in queued)
     if stored is not None:
@@ -189,7 +194,7 @@ def _plan(
         if job is None:
             continue
         ev_id = event_id(source.topic, source.partition, source.offset, job.id)
-        value = queue_value(record, job.id, ev_id, job_event.segment_events)
+        value = queue_value(record, job.id, ev_id, job_event.segment_events, trace=source.trace)
         if len(value) > MAX_OUTPUT_BYTES:
             raise InvalidRecord(
                 f"the queue record for job {job.id} would be {len(value)} bytes, "

@@ -25,6 +25,7 @@ from app.domain.queue_record import QueuedEvent
 from app.domain.record_routing import Source, plan_record
 from app.domain.status_record import encode_status_record
 from app.domain.stored_job import StoredJob
+from app.domain.trace_context import TraceContext
 from app.transport.sinks import deadletter_records
 
 TOPICS = Path(__file__).resolve().parents[2] / "topics"
@@ -69,9 +70,14 @@ profiles = st.dictionaries(
 
 
 @settings(max_examples=100, deadline=None)
-@given(data=profiles, kind=st.sampled_from(["enter", "exit"]), plan=st.text(max_size=3))
+@given(
+    data=profiles,
+    kind=st.sampled_from(["enter", "exit"]),
+    plan=st.text(max_size=3),
+    trace=st.sampled_from([None, TraceContext(f"00-{'a' * 32}-{'b' * 16}-01", "k=v")]),
+)
 def test_router_output_matches_queue_changelog_and_deadletter_schemas(
-    data: dict[str, Any], kind: str, plan: str
+    data: dict[str, Any], kind: str, plan: str, trace: TraceContext | None
 ) -> None:
     jobs = {"j1": triggers(trigger_fields=["plan"])}
     enter_or_exit = {"id": "s", "slug": "vip", "event": kind}
@@ -84,7 +90,13 @@ def test_router_output_matches_queue_changelog_and_deadletter_schemas(
         ]
     ):
         plan_ = plan_record(
-            orjson.dumps(doc), b"u1", Source("in", 0, offset), state.get, jobs, DEAD, CHANGELOG
+            orjson.dumps(doc),
+            b"u1",
+            Source("in", 0, offset, trace),
+            state.get,
+            jobs,
+            DEAD,
+            CHANGELOG,
         )
         for topic, _key, value, _partition in plan_.records:
             name = {CHANGELOG: "audience-webhooks-user-state-changelog", DEAD: DEAD}.get(
