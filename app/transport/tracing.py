@@ -32,6 +32,7 @@ from importlib.metadata import entry_points
 from typing import Any
 from urllib.parse import urlsplit
 
+import requests
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.sdk.resources import OTELResourceDetector, Resource
@@ -134,7 +135,7 @@ def configure(instance_id: str, env: Mapping[str, str] | None = None) -> bool:
         detected["service.instance.id"] = instance_id  # the SDK's default is a random one
     provider = TracerProvider(resource=Resource(detected))
     for exporter_class in classes:
-        provider.add_span_processor(BatchSpanProcessor(exporter_class()))
+        provider.add_span_processor(BatchSpanProcessor(_exporter(exporter_class)))
     install(provider)
     log.info(
         "traces on: exporter(s) %s, service %s",
@@ -142,6 +143,28 @@ def configure(instance_id: str, env: Mapping[str, str] | None = None) -> bool:
         detected["service.name"],
     )
     return True
+
+
+class PinnedCASession(requests.Session):
+    """A requests session whose own CA file wins over REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE:
+    requests lets those variables replace it (psf/requests#3829), so on a machine that sets
+    them `OTEL_EXPORTER_OTLP_CERTIFICATE` would be ignored and every export fail."""
+
+    def merge_environment_settings(  # type: ignore[override]
+        self, url: Any, proxies: Any, stream: Any, verify: Any, cert: Any
+    ) -> dict[str, Any]:
+        merged: dict[str, Any] = super().merge_environment_settings(
+            url, proxies, stream, verify, cert
+        )
+        if verify is None and isinstance(self.verify, str):
+            merged["verify"] = self.verify
+        return merged
+
+
+def _exporter(exporter_class: type[SpanExporter]) -> SpanExporter:
+    if exporter_class.__name__ == "OTLPSpanExporter":  # the CA file of OTEL_EXPORTER_OTLP_*
+        return exporter_class(session=PinnedCASession())  # type: ignore[call-arg]
+    return exporter_class()
 
 
 def install(provider: TracerProvider | None) -> None:

@@ -16,8 +16,12 @@ from tests.support.polling import eventually
 
 
 async def produce(
-    settings: Settings, topic: str, records: Sequence[tuple[bytes | None, bytes | None]]
+    settings: Settings,
+    topic: str,
+    records: Sequence[tuple[bytes | None, bytes | None]],
+    headers: Sequence[tuple[str, bytes]] | None = None,
 ) -> None:
+    """Write `records` (key, value), each with `headers` if given, and wait for the acks."""
     prod = AIOKafkaProducer(
         **connection_options(settings),
         acks="all",
@@ -27,7 +31,7 @@ async def produce(
     await prod.start()
     try:
         for key, value in records:
-            await prod.send(topic, key=key, value=value)
+            await prod.send(topic, key=key, value=value, headers=list(headers or ()) or None)
         await prod.flush()
     finally:
         await prod.stop()

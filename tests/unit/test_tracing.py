@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+import requests
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -301,3 +302,17 @@ def test_attribute_values_are_plain(spans: InMemorySpanExporter) -> None:
     traced.attempt(1).end(AttemptResult(status=200), Action.DELIVERED)
     values: list[Any] = list((only(spans, "webhook request").attributes or {}).values())
     assert all(isinstance(v, str | int) for v in values)
+
+
+def test_the_otlp_ca_file_wins_over_requests_ca_bundle(monkeypatch: pytest.MonkeyPatch) -> None:
+    """requests would replace the exporter's CA file (OTEL_EXPORTER_OTLP_CERTIFICATE) by
+    REQUESTS_CA_BUNDLE; the exporter's session keeps it."""
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/system.pem")
+    plain, pinned = requests.Session(), tracing.PinnedCASession()
+    for session in (plain, pinned):
+        session.verify = "/run/otel/ca.pem"
+    args = ("https://collector:4318/v1/traces", {}, None, None, None)
+    assert plain.merge_environment_settings(*args)["verify"] == "/etc/ssl/system.pem"
+    assert pinned.merge_environment_settings(*args)["verify"] == "/run/otel/ca.pem"
+    pinned.verify = True  # no CA file of its own: the environment's, as usual
+    assert pinned.merge_environment_settings(*args)["verify"] == "/etc/ssl/system.pem"
