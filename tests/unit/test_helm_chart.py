@@ -41,6 +41,8 @@ EVERYTHING = [
     "--set=secrets.secretKeyPrevious=awk1:an-older-key",
     "--set=secrets.apiToken=not-a-real-token",
     "--set=kafkaCredentials.existingSecret=audience-webhooks-kafka",
+    "--set=kafkaCredentials.optional=true",
+    "--set=topicsJob.ttlSecondsAfterFinished=60",
     "--set=serviceMonitor.enabled=true",
     "--set=serviceMonitor.labels.release=prometheus",
     "--set=keda.enabled=true",
@@ -263,6 +265,11 @@ def test_the_topics_job_runs_as_a_hook_before_install_and_upgrade() -> None:
     annotations = job["metadata"]["annotations"]
     assert set(annotations["helm.sh/hook"].split(",")) == {"pre-install", "pre-upgrade"}
     assert "before-hook-creation" in annotations["helm.sh/hook-delete-policy"]
+    # Helm deletes the hook once it succeeded; a TTL (topicsJob.ttlSecondsAfterFinished, for
+    # kubectl) is off by default, and the Kafka credentials, when named, must exist.
+    assert "ttlSecondsAfterFinished" not in job["spec"]
+    kafka = job["spec"]["template"]["spec"]["volumes"][0]["secret"]
+    assert kafka["secretName"] == "audience-webhooks-kafka" and "optional" not in kafka
     c = container(job)
     assert c["args"] == ["topics", "create"]
     # At pre-install the release's ConfigMap does not exist yet: the settings come inline.
@@ -298,6 +305,8 @@ def test_the_chart_dashboard_is_a_byte_identical_copy_of_the_repository_one() ->
         (["--set=worker.replica=2"], "'replica'"),
         (["--set=keda.kafka.lagThreshold=0"], "/keda/kafka/lagThreshold"),
         (["--set=keda.minReplicas=0"], "/keda/minReplicas"),
+        (["--set=topicsJob.ttlSecondsAfterFinished=-1"], "/topicsJob/ttlSecondsAfterFinished"),
+        (["--set=kafkaCredentials.optional=yes"], "/kafkaCredentials/optional"),
         (["--set=image.pullPolicy=Sometimes"], "/image/pullPolicy"),
         (["--set=worker.port=not-a-port"], "/worker/port"),
         (["--set=settings.WEBHOOKS_API_TOKEN=in-the-config-map"], "/settings/WEBHOOKS_API_TOKEN"),
