@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export WEBHOOKS_KAFKA_BOOTSTRAP ?= 127.0.0.1:9092
 
-.PHONY: help install browser compose-schema helm broker broker-stop lint typecheck test test-unit test-integration test-e2e demo bench clean
+.PHONY: help install browser compose-schema helm k8s broker broker-stop lint typecheck test test-unit test-integration test-e2e demo bench clean
 
 help:
 	@echo "make demo   - broker + worker + HTTPS receiver + example jobs and events (Ctrl-C stops)"
@@ -37,6 +37,16 @@ $(HELM):
 	GOBIN=$(CURDIR)/.cache/bin $(GO) install helm.sh/helm/v4/cmd/helm@v4.3.2
 
 helm: $(HELM)
+
+# k8s/: the chart rendered (`$(HELM) template` as release audience-webhooks, with K8S_VALUES)
+# for `kubectl apply -k k8s/`, one file per chart template plus their kustomization.yaml.
+# Run it after changing the chart or K8S_VALUES, and commit k8s/ with them:
+# tests/unit/test_manifests.py fails when k8s/ differs from the chart's current rendering.
+# `make k8s K8S_VALUES=mine.yaml K8S_DIR=my-k8s` renders your own values elsewhere.
+K8S_VALUES := charts/audience-webhooks/ci/k8s-values.yaml
+K8S_DIR := k8s
+k8s: $(HELM)
+	$(PYTHON) scripts/render_k8s.py --helm $(HELM) --values $(K8S_VALUES) $(K8S_DIR)
 
 # Debian's chromium + chromium-driver for the dashboard test (tests/e2e/test_dashboard.py).
 browser:

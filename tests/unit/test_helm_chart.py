@@ -1,7 +1,8 @@
 """The Helm chart `charts/audience-webhooks` (issue 23, item 1), checked offline with the
 helm binary `make helm` builds into `.cache/bin/helm`:
 
-- `helm lint` passes, with the default values and with `ci/secured-values.yaml`;
+- `helm lint` passes, with the default values, `ci/secured-values.yaml` and
+  `ci/k8s-values.yaml` (the values `make k8s` renders k8s/ with);
 - rendered with the default values, the secured example, and every optional resource on
   (ServiceMonitor, KEDA ScaledObject, Grafana dashboard), each document validates strictly
   against the Kubernetes schema (as `test_manifests.py` does for `k8s/`); the two custom
@@ -33,6 +34,7 @@ RELEASE = "webhooks"
 NAMESPACE = "audience"
 FULLNAME = "webhooks-audience-webhooks"
 SECURED = CHART / "ci" / "secured-values.yaml"
+K8S_VALUES = CHART / "ci" / "k8s-values.yaml"
 # Every optional resource on, with the secrets given as values (the chart creates the Secret).
 EVERYTHING = [
     "--set=api.enabled=true",
@@ -41,6 +43,8 @@ EVERYTHING = [
     "--set=secrets.secretKeyPrevious=awk1:an-older-key",
     "--set=secrets.apiToken=not-a-real-token",
     "--set=kafkaCredentials.existingSecret=audience-webhooks-kafka",
+    "--set=kafkaCredentials.optional=true",
+    "--set=topicsJob.ttlSecondsAfterFinished=60",
     "--set=serviceMonitor.enabled=true",
     "--set=serviceMonitor.labels.release=prometheus",
     "--set=keda.enabled=true",
@@ -85,7 +89,9 @@ def everything() -> dict[str, dict[str, Any]]:
     return by_name(render(*EVERYTHING))
 
 
-@pytest.mark.parametrize("args", [[], [f"--values={SECURED}"], EVERYTHING])
+@pytest.mark.parametrize(
+    "args", [[], [f"--values={SECURED}"], [f"--values={K8S_VALUES}"], EVERYTHING]
+)
 def test_helm_lint_passes(args: list[str]) -> None:
     done = helm("lint", "--strict", str(CHART), *args)
     assert done.returncode == 0, done.stdout + done.stderr
@@ -196,12 +202,6 @@ def test_the_worker_is_probed_scraped_spread_and_protected() -> None:
     assert c["envFrom"] == [{"configMapRef": {"name": FULLNAME}}]
 
 
-def test_the_default_settings_are_those_of_the_raw_manifests() -> None:
-    config = by_name(render())[f"ConfigMap/{FULLNAME}"]["data"]
-    raw = yaml.safe_load((ROOT / "k8s" / "configmap.yaml").read_text())["data"]
-    assert config == {**raw, "WEBHOOKS_DATA_DIR": "/var/lib/webhooks"}
-
-
 def test_secrets_reach_the_pods_as_read_only_files(everything: dict[str, dict[str, Any]]) -> None:
     secret = everything[f"Secret/{FULLNAME}"]
     assert set(secret["data"]) == {"secret-key", "secret-key-previous", "api-token"}
@@ -263,6 +263,11 @@ def test_the_topics_job_runs_as_a_hook_before_install_and_upgrade() -> None:
     annotations = job["metadata"]["annotations"]
     assert set(annotations["helm.sh/hook"].split(",")) == {"pre-install", "pre-upgrade"}
     assert "before-hook-creation" in annotations["helm.sh/hook-delete-policy"]
+    # Helm deletes the hook once it succeeded; a TTL (topicsJob.ttlSecondsAfterFinished, for
+    # kubectl) is off by default, and the Kafka credentials, when named, must exist.
+    assert "ttlSecondsAfterFinished" not in job["spec"]
+    kafka = job["spec"]["template"]["spec"]["volumes"][0]["secret"]
+    assert kafka["secretName"] == "audience-webhooks-kafka" and "optional" not in kafka
     c = container(job)
     assert c["args"] == ["topics", "create"]
     # At pre-install the release's ConfigMap does not exist yet: the settings come inline.
@@ -298,6 +303,8 @@ def test_the_chart_dashboard_is_a_byte_identical_copy_of_the_repository_one() ->
         (["--set=worker.replica=2"], "'replica'"),
         (["--set=keda.kafka.lagThreshold=0"], "/keda/kafka/lagThreshold"),
         (["--set=keda.minReplicas=0"], "/keda/minReplicas"),
+        (["--set=topicsJob.ttlSecondsAfterFinished=-1"], "/topicsJob/ttlSecondsAfterFinished"),
+        (["--set=kafkaCredentials.optional=yes"], "/kafkaCredentials/optional"),
         (["--set=image.pullPolicy=Sometimes"], "/image/pullPolicy"),
         (["--set=worker.port=not-a-port"], "/worker/port"),
         (["--set=settings.WEBHOOKS_API_TOKEN=in-the-config-map"], "/settings/WEBHOOKS_API_TOKEN"),

@@ -1,16 +1,26 @@
-"""The Kubernetes manifests under `k8s/` (issue 12, items 4 and 5), checked offline:
+"""The Kubernetes manifests under `k8s/` (issue 12, items 4 and 5; issue 23: generated from
+the chart), checked offline:
 
+- `k8s/` is `charts/audience-webhooks` rendered with `ci/k8s-values.yaml` by `make k8s`,
+  byte for byte: rendered again into a temporary directory, every file must be the same and
+  no other file may be there (but the hand-written `*.example.yaml` Secrets), so k8s/ cannot
+  drift from the chart. This needs the helm binary `make helm` builds into `.cache/bin/helm`;
 - every document validates strictly (unknown fields rejected) against the schema of the
   latest Kubernetes release `kubernetes-validate` ships;
-- `kustomization.yaml` names only files that exist, and every manifest is listed;
+- `kustomization.yaml` names only files that exist, and every manifest but the examples;
+- the example Secrets have the names and keys the manifests read;
 - every pod template passes the "restricted" Pod Security Standard, checked rule by rule
   (https://kubernetes.io/docs/concepts/security/pod-security-standards/#restricted), and
-  the other rules the README claims: read-only root filesystem, resources, probes.
+  the other rules the README claims: read-only root filesystem, resources.
+  `test_helm_chart.py` uses the same checker on the chart's other renderings.
 """
 
 from __future__ import annotations
 
 import copy
+import difflib
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,7 +29,17 @@ import kubernetes_validate
 import pytest
 import yaml
 
-K8S = Path(__file__).resolve().parents[2] / "k8s"
+ROOT = Path(__file__).resolve().parents[2]
+K8S = ROOT / "k8s"
+HELM = ROOT / ".cache" / "bin" / "helm"
+RENDER = ROOT / "scripts" / "render_k8s.py"
+CHART = ROOT / "charts" / "audience-webhooks"
+K8S_VALUES = CHART / "ci" / "k8s-values.yaml"
+SECURED = CHART / "ci" / "secured-values.yaml"
+# Where the pods find the service's own secrets (the chart's secrets volume).
+SECRET_FILES = Path("/etc/webhooks/secrets")
+# Hand-written Secrets to copy and fill in: not chart output, not in the kustomization.
+EXAMPLES = {"secret.example.yaml", "kafka-secret.example.yaml"}
 VERSION = kubernetes_validate.latest_version()
 ALLOWED_VOLUMES = {
     "configMap",
@@ -92,6 +112,99 @@ def restricted_violations(pod: dict[str, Any]) -> list[str]:
     return problems
 
 
+def render_k8s(into: Path) -> dict[str, str]:
+    """k8s/ as `make k8s` would write it now: the same script, run into `into`."""
+    if not HELM.is_file():
+        pytest.fail(f"no helm binary at {HELM}: run `make helm` (it builds helm v4.3.2 there)")
+    done = subprocess.run(
+        [sys.executable, str(RENDER), f"--helm={HELM}", f"--values={K8S_VALUES}", str(into)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return generated_files(into)
+
+
+def generated_files(directory: Path) -> dict[str, str]:
+    """The files of `directory` that `make k8s` owns: all but the hand-written examples."""
+    return {
+        path.name: path.read_text()
+        for path in sorted(directory.iterdir())
+        if path.is_file() and path.name not in EXAMPLES
+    }
+
+
+def first_difference(name: str, expected: dict[str, str], actual: dict[str, str]) -> str:
+    """What differs in one file, as a short unified diff (k8s/ against a fresh rendering)."""
+    diff = difflib.unified_diff(
+        actual.get(name, "").splitlines(),
+        expected.get(name, "").splitlines(),
+        f"k8s/{name}" if name in actual else "(missing)",
+        f"rendered/{name}" if name in expected else "(not rendered)",
+        lineterm="",
+    )
+    return "\n".join(list(diff)[:40])
+
+
+def secret_doc(name: str) -> dict[str, Any]:
+    """The one Secret of a hand-written example file."""
+    docs: list[dict[str, Any]] = [d for d in yaml.safe_load_all((K8S / name).read_text()) if d]
+    (doc,) = docs
+    assert doc["kind"] == "Secret", name
+    return doc
+
+
+def mounted_secret(pod: dict[str, Any], container: dict[str, Any], directory: str) -> Any:
+    """The `secret` of the volume `container` mounts at `directory`."""
+    mounts = {m["mountPath"]: m["name"] for m in container.get("volumeMounts", [])}
+    volumes = {v["name"]: v for v in pod.get("volumes", [])}
+    return volumes[mounts[directory]]["secret"]
+
+
+def test_k8s_is_the_charts_current_rendering(tmp_path: Path) -> None:
+    """k8s/ is generated, never edited: a chart change without `make k8s`, an edit in k8s/,
+    or a file the chart no longer renders fails here."""
+    expected = render_k8s(tmp_path)
+    actual = generated_files(K8S)
+    differing = sorted(
+        n for n in expected.keys() | actual.keys() if expected.get(n) != actual.get(n)
+    )
+    assert not differing, (
+        f"k8s/ is not the chart's current rendering ({', '.join(differing)}): run `make k8s`\n"
+        + first_difference(differing[0], expected, actual)
+    )
+
+
+def test_every_generated_file_says_where_it_comes_from() -> None:
+    header = (
+        "# Generated by `make k8s` from charts/audience-webhooks with "
+        "charts/audience-webhooks/ci/k8s-values.yaml; do not edit.\n"
+    )
+    files = generated_files(K8S)
+    assert "kustomization.yaml" in files
+    assert [n for n, text in files.items() if not text.startswith(header)] == []
+    examples = [(K8S / n).read_text() for n in EXAMPLES]
+    assert not any("Generated by" in text for text in examples), "the examples are hand-written"
+
+
+def test_k8s_deploys_the_workers_the_api_and_the_topics_job_and_no_secret() -> None:
+    """The resources and names the hand-written k8s/ had (users' scripts name them), from
+    the fixed release name; the service's secrets stay out of the repository: the Secret is
+    the user's (`secret.example.yaml`), never a manifest here."""
+    applied = {name.split(":")[1] for name, _ in documents() if name.split(":")[0] not in EXAMPLES}
+    assert applied == {
+        "ConfigMap/audience-webhooks",
+        "Deployment/audience-webhooks-worker",
+        "PodDisruptionBudget/audience-webhooks-worker",
+        "Deployment/audience-webhooks-api",
+        "Service/audience-webhooks-api",
+        "Job/audience-webhooks-topics",
+    }
+
+
 @pytest.mark.parametrize(("name", "doc"), documents(), ids=[n for n, _ in documents()])
 def test_every_manifest_validates_strictly(name: str, doc: dict[str, Any]) -> None:
     kubernetes_validate.validate(doc, VERSION, strict=True)
@@ -103,7 +216,7 @@ def test_the_kustomization_lists_every_manifest_and_only_existing_files() -> Non
     assert all((K8S / name).is_file() for name in listed)
     manifests = {p.name for p in K8S.glob("*.yaml")} - {"kustomization.yaml"}
     # templates to copy, not applied
-    assert manifests - listed == {"secret.example.yaml", "kafka-secret.example.yaml"}
+    assert manifests - listed == EXAMPLES
 
 
 @pytest.mark.parametrize(("name", "pod"), pod_specs(), ids=[n for n, _ in pod_specs()])
@@ -113,21 +226,52 @@ def test_pod_templates_pass_the_restricted_pod_security_standard(
     assert restricted_violations(pod) == []
 
 
-def test_the_worker_is_probed_scraped_spread_and_protected() -> None:
-    docs = dict(documents())
-    worker = docs["worker-deployment.yaml:Deployment/audience-webhooks-worker"]
-    pod = worker["spec"]["template"]
-    container = pod["spec"]["containers"][0]
-    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
-    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
-    assert pod["metadata"]["annotations"]["prometheus.io/path"] == "/metrics"
-    assert pod["spec"]["topologySpreadConstraints"]
-    pdb = docs["worker-deployment.yaml:PodDisruptionBudget/audience-webhooks-worker"]
-    assert pdb["spec"]["selector"] == worker["spec"]["selector"]
-    config = docs["configmap.yaml:ConfigMap/audience-webhooks"]["data"]
-    port = container["ports"][0]["containerPort"]
-    assert config["WEBHOOKS_HTTP_PORT"] == str(port)
-    assert pod["metadata"]["annotations"]["prometheus.io/port"] == str(port)
+def test_the_secret_example_is_the_secret_the_pods_read() -> None:
+    """The pods read the service's secrets as files (WEBHOOKS_*_FILE) of one Secret the user
+    creates from `secret.example.yaml`: the example must have that name and exactly the keys
+    read (a renamed key would leave the workers without their key, the API without its
+    token)."""
+    example = secret_doc("secret.example.yaml")
+    read: set[str] = set()
+    for name, pod in pod_specs():
+        for c in pod["containers"]:
+            files = [Path(e["value"]) for e in c.get("env", []) if e["name"].endswith("_FILE")]
+            for path in (f for f in files if f.parent == SECRET_FILES):
+                secret = mounted_secret(pod, c, str(SECRET_FILES))
+                assert secret["secretName"] == example["metadata"]["name"], name
+                read.add(path.name)
+    assert read == {"secret-key", "api-token"}
+    assert set(example["stringData"]) == read
+
+
+def test_the_kafka_secret_example_is_the_optional_secret_every_pod_mounts() -> None:
+    """Every pod (workers, API, topics Job) mounts the Kafka credentials, optional, so a
+    PLAINTEXT cluster needs no Secret; the example has that name and every file the chart's
+    secured example (SASL_SSL) points at."""
+    example = secret_doc("kafka-secret.example.yaml")
+    pods = pod_specs()
+    assert len(pods) == 3
+    for name, pod in pods:
+        secret = mounted_secret(pod, pod["containers"][0], "/etc/webhooks/kafka")
+        assert secret["secretName"] == example["metadata"]["name"], name
+        assert secret["optional"] is True, name
+    settings = yaml.safe_load(SECURED.read_text())["settings"]
+    files = {
+        Path(value).name
+        for key, value in settings.items()
+        if key.endswith("_FILE") and value.startswith("/etc/webhooks/kafka/")
+    }
+    assert files
+    assert files <= set(example["stringData"])
+
+
+def test_the_topics_job_deletes_itself_once_finished() -> None:
+    """With kubectl the Job's Helm hook annotations do nothing. A finished Job that stayed
+    would make the next `kubectl apply -k k8s/` with a new image fail (a Job's pod template
+    cannot change); deleted once finished, it is created, and run, again."""
+    (job,) = (doc for _, doc in documents() if doc["kind"] == "Job")
+    assert job["spec"].get("ttlSecondsAfterFinished") is not None
+    assert job["spec"]["template"]["spec"]["containers"][0]["args"] == ["topics", "create"]
 
 
 def test_the_checker_catches_each_broken_rule() -> None:

@@ -112,6 +112,9 @@ seccompProfile:
 - name: kafka-credentials
   secret:
     secretName: {{ .Values.kafkaCredentials.existingSecret }}
+    {{- if .Values.kafkaCredentials.optional }}
+    optional: true
+    {{- end }}
     defaultMode: 0440
 {{- end }}
 {{- end }}
