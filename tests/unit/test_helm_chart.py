@@ -51,6 +51,8 @@ EVERYTHING = [
     "--set=keda.prometheus.enabled=true",
     "--set=keda.prometheus.serverAddress=http://prometheus.monitoring:9090",
     "--set=grafanaDashboard.enabled=true",
+    "--set=otel.OTEL_EXPORTER_OTLP_ENDPOINT=http://otel-collector.observability:4318",
+    "--set=otel.OTEL_TRACES_SAMPLER_ARG=0.25",
 ]
 VARIANTS: dict[str, list[str]] = {
     "defaults": [],
@@ -220,7 +222,7 @@ def test_secrets_reach_the_pods_as_read_only_files(everything: dict[str, dict[st
     for component, names in expected.items():
         deployment = everything[f"Deployment/{FULLNAME}-{component}"]
         c = container(deployment)
-        env = {e["name"]: e["value"] for e in c["env"]}
+        env = {e["name"]: e["value"] for e in c["env"] if e["name"].startswith("WEBHOOKS_")}
         assert set(env) == names, component
         mounts = {m["mountPath"]: m for m in c["volumeMounts"]}
         volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
@@ -233,6 +235,24 @@ def test_secrets_reach_the_pods_as_read_only_files(everything: dict[str, dict[st
         kafka = mounts["/etc/webhooks/kafka"]
         assert kafka["readOnly"] is True
         assert volumes[kafka["name"]]["secret"]["secretName"] == "audience-webhooks-kafka"
+
+
+def test_otel_variables_reach_the_workers_only(everything: dict[str, dict[str, Any]]) -> None:
+    """Traces are made by the workers: the OTEL_* values are their env, as strings; the API
+    and the topics Job do not get them, and by default nobody does (traces off)."""
+    worker_env = container(everything[f"Deployment/{FULLNAME}-worker"])["env"]
+    otel = {e["name"]: e["value"] for e in worker_env if e["name"].startswith("OTEL_")}
+    assert otel == {
+        "OTEL_EXPORTER_OTLP_ENDPOINT": "http://otel-collector.observability:4318",
+        "OTEL_TRACES_SAMPLER_ARG": "0.25",
+    }
+    assert any(e["name"] == "WEBHOOKS_SECRET_KEY_FILE" for e in worker_env)
+    for name in (f"Deployment/{FULLNAME}-api", f"Job/{FULLNAME}-topics"):
+        env = container(everything[name]).get("env", [])
+        assert not [e for e in env if e["name"].startswith("OTEL_")], name
+    defaults = by_name(render())
+    env = container(defaults[f"Deployment/{FULLNAME}-worker"]).get("env", [])
+    assert not [e for e in env if e["name"].startswith("OTEL_")]
 
 
 def test_the_secured_example_mounts_the_kafka_credentials_it_names() -> None:
@@ -311,6 +331,8 @@ def test_the_chart_dashboard_is_a_byte_identical_copy_of_the_repository_one() ->
         (["--set=settings.WEBHOOKS_HTTP_PORT=9000"], "/settings/WEBHOOKS_HTTP_PORT"),
         (["--set=settings.KAFKA_BOOTSTRAP=x:9092"], "'KAFKA_BOOTSTRAP'"),
         (["--set=api.enabled=true"], "secrets.apiToken"),
+        (["--set=otel.OTEL_EXPORTER_OTLP_HEADERS=x-api-key=k"], "/otel/OTEL_EXPORTER_OTLP_HEADERS"),
+        (["--set=otel.WEBHOOKS_INPUT_TOPIC=x"], "'WEBHOOKS_INPUT_TOPIC'"),
         (["--set=keda.enabled=true", "--set=keda.prometheus.enabled=true"], "serverAddress"),
         (["--set=keda.enabled=true", "--set=keda.maxReplicas=1"], "keda.maxReplicas"),
     ],

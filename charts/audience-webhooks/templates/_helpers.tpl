@@ -136,3 +136,15 @@ seccompProfile:
 {{- end }}
 {{- end }}
 {{- end }}
+
+{{/*
+The workers' env: their secret files, then the OTEL_* variables of values.yaml `otel`
+(traces are off unless these ask for them).
+*/}}
+{{- define "audience-webhooks.workerEnv" -}}
+{{ include "audience-webhooks.secretEnv" (dict "root" . "api" false) }}
+{{- range $name, $value := .Values.otel }}
+- name: {{ $name }}
+  value: {{ $value | toString | quote }}
+{{- end }}
+{{- end }}
