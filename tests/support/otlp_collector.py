@@ -93,7 +93,9 @@ class OtlpCollector:
                             parent_span_id=span.parent_span_id.hex(),
                             kind=span.kind,
                             attributes=_attributes(span.attributes),
-                            links=[(link.trace_id.hex(), link.span_id.hex()) for link in span.links],
+                            links=[
+                                (link.trace_id.hex(), link.span_id.hex()) for link in span.links
+                            ],
                             status_code=span.status.code,
                             resource=resource,
                         )
