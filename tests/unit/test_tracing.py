@@ -311,7 +311,7 @@ def test_the_otlp_ca_file_wins_over_requests_ca_bundle(monkeypatch: pytest.Monke
     plain, pinned = requests.Session(), tracing.PinnedCASession()
     for session in (plain, pinned):
         session.verify = "/run/otel/ca.pem"
-    args = ("https://collector:4318/v1/traces", {}, None, None, None)
+    args: tuple[Any, ...] = ("https://collector:4318/v1/traces", {}, None, None, None)
     assert plain.merge_environment_settings(*args)["verify"] == "/etc/ssl/system.pem"
     assert pinned.merge_environment_settings(*args)["verify"] == "/run/otel/ca.pem"
     pinned.verify = True  # no CA file of its own: the environment's, as usual
