@@ -111,7 +111,7 @@ class WebhooksService(Service):  # type: ignore[misc]
         await self.broker.stop()
         if self.health is not None:
             await self.health.stop()
-        await asyncio.to_thread(tracing.shutdown)  # exports the spans still buffered
+        await tracing.stop()  # exports the spans still buffered, waiting 5 s at most
 
     def not_ready(self) -> list[str]:
         """What readiness still waits for (`/readyz`); empty when ready."""

@@ -23,9 +23,11 @@ When traces are off nothing here runs beyond one `None` check per batch and per 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from importlib.metadata import entry_points
@@ -49,6 +51,7 @@ log = logging.getLogger(__name__)
 
 SCOPE = "audience-webhooks"
 DEFAULT_SERVICE_NAME = "audience-webhooks"
+SHUTDOWN_WAIT_S = 5.0  # the longest a stopping worker waits for its last spans' export
 MAX_LINKS = 32  # per span: a batch of thousands of traced records links to the first ones
 _EXPORTER_GROUP = "opentelemetry_traces_exporter"
 _ALIASES = {"otlp": "otlp_proto_http"}  # the grpc exporter is not installed
@@ -133,7 +136,8 @@ def configure(instance_id: str, env: Mapping[str, str] | None = None) -> bool:
         detected["service.name"] = DEFAULT_SERVICE_NAME
     if "service.instance.id" not in OTELResourceDetector().detect().attributes:
         detected["service.instance.id"] = instance_id  # the SDK's default is a random one
-    provider = TracerProvider(resource=Resource(detected))
+    # Not shut down at exit by the SDK: the worker does it on stop, bounded (SHUTDOWN_WAIT_S).
+    provider = TracerProvider(resource=Resource(detected), shutdown_on_exit=False)
     for exporter_class in classes:
         provider.add_span_processor(BatchSpanProcessor(_exporter(exporter_class)))
     install(provider)
@@ -181,6 +185,27 @@ def shutdown() -> None:
     install(None)
     if provider is not None:
         provider.shutdown()
+
+
+async def stop(wait_s: float = SHUTDOWN_WAIT_S) -> bool:
+    """`shutdown` without blocking the event loop, waiting `wait_s` at most: a collector that
+    does not answer cannot hold a stopping worker (the export goes on in a daemon thread,
+    which does not keep the process alive). True when it finished in time."""
+    if _provider is None:
+        return True
+    done = threading.Event()
+
+    def run() -> None:
+        try:
+            shutdown()
+        finally:
+            done.set()
+
+    threading.Thread(target=run, name="otel-shutdown", daemon=True).start()
+    finished = await asyncio.to_thread(done.wait, wait_s)
+    if not finished:
+        log.warning("traces: the last spans were not exported within %.0f s; dropped", wait_s)
+    return finished
 
 
 def enabled() -> bool:

@@ -4,14 +4,22 @@ caught by the SDK's in-memory exporter."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import threading
+import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
 import requests
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SimpleSpanProcessor
+from opentelemetry.sdk.trace.export import (
+    BatchSpanProcessor,
+    ConsoleSpanExporter,
+    SimpleSpanProcessor,
+    SpanExporter,
+    SpanExportResult,
+)
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
@@ -316,3 +324,43 @@ def test_the_otlp_ca_file_wins_over_requests_ca_bundle(monkeypatch: pytest.Monke
     assert pinned.merge_environment_settings(*args)["verify"] == "/run/otel/ca.pem"
     pinned.verify = True  # no CA file of its own: the environment's, as usual
     assert pinned.merge_environment_settings(*args)["verify"] == "/etc/ssl/system.pem"
+
+
+class Hanging(SpanExporter):
+    """A collector that never answers."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        self.release.wait(30)
+        return SpanExportResult.SUCCESS
+
+
+async def test_stopping_exports_what_is_buffered() -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(shutdown_on_exit=False)
+    provider.add_span_processor(BatchSpanProcessor(exporter, schedule_delay_millis=60_000))
+    tracing.install(provider)
+    with tracing.route_span([message(None)], "in"):
+        pass
+    assert not exporter.get_finished_spans()  # still in the batch processor's buffer
+    assert await tracing.stop() is True
+    assert [s.name for s in exporter.get_finished_spans()] == ["route"]
+    assert not tracing.enabled()
+
+
+async def test_a_collector_that_hangs_cannot_hold_the_stop() -> None:
+    exporter = Hanging()
+    provider = TracerProvider(shutdown_on_exit=False)
+    provider.add_span_processor(BatchSpanProcessor(exporter, schedule_delay_millis=60_000))
+    tracing.install(provider)
+    with tracing.route_span([message(None)], "in"):
+        pass
+    started = time.monotonic()
+    try:
+        assert await tracing.stop(wait_s=0.3) is False
+        assert time.monotonic() - started < 5  # not the exporter's 30 s
+        assert not tracing.enabled()
+    finally:
+        exporter.release.set()
