@@ -31,21 +31,21 @@ import threading
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from importlib.metadata import entry_points
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-import requests
 from opentelemetry import trace
 from opentelemetry.context import Context
-from opentelemetry.sdk.resources import OTELResourceDetector, Resource
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 from opentelemetry.trace import Link, Span, SpanKind, StatusCode, Tracer
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from app.domain.attempt import Action, AttemptResult
 from app.domain.queue_record import QueuedEvent
 from app.domain.trace_context import TraceContext
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SpanExporter
 
 log = logging.getLogger(__name__)
 
@@ -127,48 +127,21 @@ def _check_otlp(env: Mapping[str, str]) -> None:
 
 
 def configure(instance_id: str, env: Mapping[str, str] | None = None) -> bool:
-    """Start exporting spans if the OTEL_* variables ask for it; True when on."""
+    """Start exporting spans if the OTEL_* variables ask for it; True when on. (The SDK and
+    the exporters are imported only then: the `webhooks` commands start without them.)"""
     classes = check(os.environ if env is None else env)
     if not classes:
         return False
-    detected = dict(Resource.create().attributes)
-    if str(detected.get("service.name", "")).startswith("unknown_service"):
-        detected["service.name"] = DEFAULT_SERVICE_NAME
-    if "service.instance.id" not in OTELResourceDetector().detect().attributes:
-        detected["service.instance.id"] = instance_id  # the SDK's default is a random one
-    # Not shut down at exit by the SDK: the worker does it on stop, bounded (SHUTDOWN_WAIT_S).
-    provider = TracerProvider(resource=Resource(detected), shutdown_on_exit=False)
-    for exporter_class in classes:
-        provider.add_span_processor(BatchSpanProcessor(_exporter(exporter_class)))
+    from app.transport.tracing_sdk import build_provider
+
+    provider = build_provider(classes, instance_id, DEFAULT_SERVICE_NAME)
     install(provider)
     log.info(
         "traces on: exporter(s) %s, service %s",
         ", ".join(c.__name__ for c in classes),
-        detected["service.name"],
+        provider.resource.attributes["service.name"],
     )
     return True
-
-
-class PinnedCASession(requests.Session):
-    """A requests session whose own CA file wins over REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE:
-    requests lets those variables replace it (psf/requests#3829), so on a machine that sets
-    them `OTEL_EXPORTER_OTLP_CERTIFICATE` would be ignored and every export fail."""
-
-    def merge_environment_settings(  # type: ignore[override]
-        self, url: Any, proxies: Any, stream: Any, verify: Any, cert: Any
-    ) -> dict[str, Any]:
-        merged: dict[str, Any] = super().merge_environment_settings(
-            url, proxies, stream, verify, cert
-        )
-        if verify is None and isinstance(self.verify, str):
-            merged["verify"] = self.verify
-        return merged
-
-
-def _exporter(exporter_class: type[SpanExporter]) -> SpanExporter:
-    if exporter_class.__name__ == "OTLPSpanExporter":  # the CA file of OTEL_EXPORTER_OTLP_*
-        return exporter_class(session=PinnedCASession())  # type: ignore[call-arg]
-    return exporter_class()
 
 
 def install(provider: TracerProvider | None) -> None:

@@ -26,7 +26,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 from app.domain.attempt import Action, AttemptResult
 from app.domain.queue_record import QueuedEvent
 from app.domain.trace_context import TraceContext
-from app.transport import tracing
+from app.transport import tracing, tracing_sdk
 from app.transport.tracing import TracingError
 
 A = TraceContext(f"00-{'a' * 32}-{'1' * 16}-01", "vendor=x")
@@ -316,7 +316,7 @@ def test_the_otlp_ca_file_wins_over_requests_ca_bundle(monkeypatch: pytest.Monke
     """requests would replace the exporter's CA file (OTEL_EXPORTER_OTLP_CERTIFICATE) by
     REQUESTS_CA_BUNDLE; the exporter's session keeps it."""
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/system.pem")
-    plain, pinned = requests.Session(), tracing.PinnedCASession()
+    plain, pinned = requests.Session(), tracing_sdk.PinnedCASession()
     for session in (plain, pinned):
         session.verify = "/run/otel/ca.pem"
     args: tuple[Any, ...] = ("https://collector:4318/v1/traces", {}, None, None, None)
