@@ -24,11 +24,13 @@ from app.domain.queue_record import QueuedEvent
 from app.domain.retry import RetryPolicy
 from app.domain.trace_context import TraceContext
 from app.settings import Settings
+from app.topic_catalog import load_catalog
 from app.transport import tracing
 from app.transport.auth_resolver import AuthResolver
 from app.transport.http import WebhookClient
 from app.transport.job_log import JobLog
 from app.transport.kafka import durable_producer
+from app.transport.kafka_admin import ensure_topics
 from app.transport.registry import ConfigRegistry
 from tests.support.jobs import apply_jobs, triggers_job, wait_for_requests
 from tests.support.kafka_io import produce
@@ -194,6 +196,10 @@ async def test_each_request_attempt_is_a_span_the_receiver_can_join(
 ) -> None:
     job = parse_job_config(triggers_job(receiver.url("/mem"), batch=True, batch_size=10))
     receiver.behaviours["/mem"] = fail_first(500)
+    # the job log the retry is written to (a missing topic would hold the write a minute)
+    log_topic = [t for t in load_catalog(test_settings) if t.name == test_settings.job_log_topic]
+    assert len(log_topic) == 1
+    await ensure_topics(test_settings, log_topic)
     client = WebhookClient(test_settings)
     producer = durable_producer(test_settings)
     await client.start()
