@@ -54,13 +54,24 @@ EVERYTHING = [
     "--set=otel.OTEL_EXPORTER_OTLP_ENDPOINT=http://otel-collector.observability:4318",
     "--set=otel.OTEL_TRACES_SAMPLER_ARG=0.25",
 ]
+# The secured example with KEDA authenticating from the workers' own Kafka Secret.
+SECURED_KEDA = [
+    f"--values={SECURED}",
+    "--set=keda.enabled=true",
+    "--set=keda.kafka.triggerAuthentication=true",
+]
 VARIANTS: dict[str, list[str]] = {
     "defaults": [],
     "secured": [f"--values={SECURED}"],
+    "secured-keda": SECURED_KEDA,
     "everything": EVERYTHING,
 }
 # Custom resources kubernetes-validate has no schema for: checked by hand below.
-CUSTOM = {("monitoring.coreos.com/v1", "ServiceMonitor"), ("keda.sh/v1alpha1", "ScaledObject")}
+CUSTOM = {
+    ("monitoring.coreos.com/v1", "ServiceMonitor"),
+    ("keda.sh/v1alpha1", "ScaledObject"),
+    ("keda.sh/v1alpha1", "TriggerAuthentication"),
+}
 
 
 def helm(*args: str) -> subprocess.CompletedProcess[str]:
@@ -92,7 +103,7 @@ def everything() -> dict[str, dict[str, Any]]:
 
 
 @pytest.mark.parametrize(
-    "args", [[], [f"--values={SECURED}"], [f"--values={K8S_VALUES}"], EVERYTHING]
+    "args", [[], [f"--values={SECURED}"], [f"--values={K8S_VALUES}"], SECURED_KEDA, EVERYTHING]
 )
 def test_helm_lint_passes(args: list[str]) -> None:
     done = helm("lint", "--strict", str(CHART), *args)
@@ -179,6 +190,64 @@ def test_keda_follows_the_router_group_of_the_app_id_and_the_input_topic() -> No
     assert trigger["metadata"]["consumerGroup"] == "tenant-a-router"
     assert trigger["metadata"]["topic"] == "tenant-a-events"
     assert trigger["authenticationRef"] == {"name": "kafka-scram"}
+
+
+def kafka_trigger(docs: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    triggers = docs[f"ScaledObject/{FULLNAME}-worker"]["spec"]["triggers"]
+    found: dict[str, Any] = next(t for t in triggers if t["type"] == "kafka")
+    return found
+
+
+def test_keda_authenticates_with_the_workers_kafka_secret() -> None:
+    """SASL_SSL + SCRAM-SHA-512 (the secured example): KEDA reads the same Secret keys the
+    workers read as files, and the trigger says how to use them."""
+    docs = by_name(render(*SECURED_KEDA))
+    auth = docs[f"TriggerAuthentication/{FULLNAME}-kafka"]
+    assert (auth["apiVersion"], auth["kind"]) in CUSTOM
+    assert set(auth["spec"]) == {"secretTargetRef"}
+    refs = {r["parameter"]: r for r in auth["spec"]["secretTargetRef"]}
+    assert {p: (r["name"], r["key"]) for p, r in refs.items()} == {
+        "username": ("audience-webhooks-kafka", "sasl-username"),
+        "password": ("audience-webhooks-kafka", "sasl-password"),
+        "ca": ("audience-webhooks-kafka", "ca.pem"),
+    }
+    assert all(set(r) == {"parameter", "name", "key"} for r in refs.values())
+    worker = docs[f"Deployment/{FULLNAME}-worker"]
+    volumes = worker["spec"]["template"]["spec"]["volumes"]
+    kafka = next(v for v in volumes if v["name"] == "kafka-credentials")
+    assert kafka["secret"]["secretName"] == "audience-webhooks-kafka"  # the workers' Secret
+    trigger = kafka_trigger(docs)
+    assert trigger["metadata"]["sasl"] == "scram_sha512"
+    assert trigger["metadata"]["tls"] == "enable"
+    assert trigger["authenticationRef"] == {"name": f"{FULLNAME}-kafka"}
+
+
+def test_keda_authenticates_with_a_client_certificate() -> None:
+    docs = by_name(
+        render(
+            "--set=keda.enabled=true",
+            "--set=keda.kafka.triggerAuthentication=true",
+            "--set=kafkaCredentials.existingSecret=kafka-mtls",
+            "--set=settings.WEBHOOKS_KAFKA_SECURITY_PROTOCOL=SSL",
+            "--set=settings.WEBHOOKS_KAFKA_SSL_CA_FILE=/etc/webhooks/kafka/ca.pem",
+            "--set=settings.WEBHOOKS_KAFKA_SSL_CERT_FILE=/etc/webhooks/kafka/client.pem",
+            "--set=settings.WEBHOOKS_KAFKA_SSL_KEY_FILE=/etc/webhooks/kafka/client.key",
+        )
+    )
+    refs = docs[f"TriggerAuthentication/{FULLNAME}-kafka"]["spec"]["secretTargetRef"]
+    assert {r["parameter"]: r["key"] for r in refs} == {
+        "ca": "ca.pem",
+        "cert": "client.pem",
+        "key": "client.key",
+    }
+    metadata = kafka_trigger(docs)["metadata"]
+    assert metadata["tls"] == "enable" and "sasl" not in metadata
+
+
+def test_no_trigger_authentication_unless_asked() -> None:
+    docs = by_name(render(f"--values={SECURED}", "--set=keda.enabled=true"))
+    assert not [name for name in docs if name.startswith("TriggerAuthentication/")]
+    assert "sasl" not in kafka_trigger(docs)["metadata"]
 
 
 def test_the_worker_is_probed_scraped_spread_and_protected() -> None:
@@ -333,6 +402,34 @@ def test_the_chart_dashboard_is_a_byte_identical_copy_of_the_repository_one() ->
         (["--set=api.enabled=true"], "secrets.apiToken"),
         (["--set=otel.OTEL_EXPORTER_OTLP_HEADERS=x-api-key=k"], "/otel/OTEL_EXPORTER_OTLP_HEADERS"),
         (["--set=otel.WEBHOOKS_INPUT_TOPIC=x"], "'WEBHOOKS_INPUT_TOPIC'"),
+        (["--set=keda.kafka.triggerAuthentication=1"], "/keda/kafka/triggerAuthentication"),
+        (
+            ["--set=keda.enabled=true", "--set=keda.kafka.triggerAuthentication=true"],
+            "needs kafkaCredentials.existingSecret",
+        ),
+        (
+            [*SECURED_KEDA, "--set=keda.kafka.authenticationRef=mine"],
+            "triggerAuthentication and keda.kafka.authenticationRef",
+        ),
+        (
+            [
+                *SECURED_KEDA,
+                "--set=settings.WEBHOOKS_KAFKA_SECURITY_PROTOCOL=PLAINTEXT",
+            ],
+            "is PLAINTEXT, there is nothing to authenticate",
+        ),
+        (
+            [*SECURED_KEDA, "--set=settings.WEBHOOKS_KAFKA_SASL_MECHANISM=OAUTHBEARER"],
+            "WEBHOOKS_KAFKA_SASL_MECHANISM=OAUTHBEARER is not one KEDA",
+        ),
+        (
+            [*SECURED_KEDA, "--set=settings.WEBHOOKS_KAFKA_SASL_USERNAME_FILE="],
+            "needs settings.WEBHOOKS_KAFKA_SASL_USERNAME_FILE",
+        ),
+        (
+            [*SECURED_KEDA, "--set=settings.WEBHOOKS_KAFKA_SSL_CA_FILE=/etc/ssl/ca.pem"],
+            "settings.WEBHOOKS_KAFKA_SSL_CA_FILE=/etc/ssl/ca.pem: keda.kafka",
+        ),
         (["--set=keda.enabled=true", "--set=keda.prometheus.enabled=true"], "serverAddress"),
         (["--set=keda.enabled=true", "--set=keda.maxReplicas=1"], "keda.maxReplicas"),
     ],

@@ -148,3 +148,19 @@ The workers' env: their secret files, then the OTEL_* variables of values.yaml `
   value: {{ $value | toString | quote }}
 {{- end }}
 {{- end }}
+
+{{/* WEBHOOKS_KAFKA_SECURITY_PROTOCOL as the workers read it (PLAINTEXT by default). */}}
+{{- define "audience-webhooks.kafkaProtocol" -}}
+{{ .Values.settings.WEBHOOKS_KAFKA_SECURITY_PROTOCOL | default "PLAINTEXT" | toString | upper }}
+{{- end }}
+
+{{/* WEBHOOKS_KAFKA_SASL_MECHANISM as the workers read it (PLAIN by default). */}}
+{{- define "audience-webhooks.kafkaMechanism" -}}
+{{ .Values.settings.WEBHOOKS_KAFKA_SASL_MECHANISM | default "PLAIN" | toString | upper }}
+{{- end }}
+
+{{/* The kafka trigger's `sasl` for the SASL mechanism; empty: one KEDA cannot take from a
+Secret. */}}
+{{- define "audience-webhooks.kedaSasl" -}}
+{{ get (dict "PLAIN" "plaintext" "SCRAM-SHA-256" "scram_sha256" "SCRAM-SHA-512" "scram_sha512") (include "audience-webhooks.kafkaMechanism" .) }}
+{{- end }}
