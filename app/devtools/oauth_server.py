@@ -11,12 +11,11 @@ import base64
 import json
 import time
 from dataclasses import dataclass, field
-from typing import Any
 from urllib.parse import unquote
 
 from aiohttp import web
 
-from app.devtools.tls import LocalTLS
+from app.devtools.tls import LocalTLS, serve_https
 
 
 def unsecured_jws(subject: str, lifetime_s: float, now: float | None = None) -> str:
@@ -67,12 +66,7 @@ class TokenServer:
     async def start(self) -> None:
         app = web.Application()
         app.router.add_post("/as/token.oauth2", self._token)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0, ssl_context=self.tls.server_context)
-        await site.start()
-        server: Any = site._server
-        self.port = server.sockets[0].getsockname()[1]
+        self._runner, self.port = await serve_https(app, self.tls)
 
     async def stop(self) -> None:
         if self._runner is not None:

@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from app.devtools.tls import LocalTLS
+from app.devtools.tls import LocalTLS, serve_https
 
 
 @dataclass
@@ -76,12 +76,7 @@ class WebhookReceiver:
     async def start(self) -> None:
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_route("*", "/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port, ssl_context=self.tls.server_context)
-        await site.start()
-        server: Any = site._server
-        self.port = server.sockets[0].getsockname()[1]
+        self._runner, self.port = await serve_https(app, self.tls, self.host, self.port)
 
     async def stop(self) -> None:
         if self._runner is not None:

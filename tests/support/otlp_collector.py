@@ -15,7 +15,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 
-from app.devtools.tls import LocalTLS
+from app.devtools.tls import LocalTLS, serve_https
 
 
 @dataclass(frozen=True)
@@ -59,12 +59,7 @@ class OtlpCollector:
     async def start(self) -> None:
         app = web.Application()
         app.router.add_post("/v1/traces", self._export)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0, ssl_context=self.tls.server_context)
-        await site.start()
-        server: Any = site._server
-        self.port = server.sockets[0].getsockname()[1]
+        self._runner, self.port = await serve_https(app, self.tls)
 
     async def stop(self) -> None:
         if self._runner is not None:
