@@ -7,10 +7,14 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from app.devtools.receiver import WebhookReceiver
 from app.devtools.tls import LocalTLS, make_local_tls
 from app.settings import Settings, settings_from_env
+from app.transport import tracing
 from tests.support import broker
 from tests.support.processes import WorkerProcess
 
@@ -54,6 +58,18 @@ async def receiver(local_tls: LocalTLS) -> AsyncIterator[WebhookReceiver]:
     await rec.start()
     yield rec
     await rec.stop()
+
+
+@pytest.fixture
+def spans() -> Iterator[InMemorySpanExporter]:
+    """This process's spans (`app/transport/tracing.py`), caught by the SDK's in-memory
+    exporter as they end; traces off again after the test."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracing.install(provider)
+    yield exporter
+    tracing.install(None)
 
 
 @pytest.fixture

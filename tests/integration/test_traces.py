@@ -6,13 +6,11 @@ in-memory exporter against the same kind of receiver."""
 from __future__ import annotations
 
 import secrets
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from app.delivery.request_sender import RequestSender
@@ -25,7 +23,6 @@ from app.domain.retry import RetryPolicy
 from app.domain.trace_context import TraceContext
 from app.settings import Settings
 from app.topic_catalog import load_catalog
-from app.transport import tracing
 from app.transport.auth_resolver import AuthResolver
 from app.transport.http import WebhookClient
 from app.transport.job_log import JobLog
@@ -175,16 +172,6 @@ def test_a_worker_refuses_otel_settings_it_cannot_honour(test_env: dict[str, str
 
 
 # -- in this process, with the SDK's in-memory exporter ---------------------------------------
-
-
-@pytest.fixture
-def spans() -> Iterator[InMemorySpanExporter]:
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    tracing.install(provider)
-    yield exporter
-    tracing.install(None)
 
 
 def queued(user: str, trace: TraceContext | None) -> QueuedEvent:

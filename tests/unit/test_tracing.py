@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,7 +16,6 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import (
     BatchSpanProcessor,
     ConsoleSpanExporter,
-    SimpleSpanProcessor,
     SpanExporter,
     SpanExportResult,
 )
@@ -31,16 +30,6 @@ from app.transport.tracing import TracingError
 
 A = TraceContext(f"00-{'a' * 32}-{'1' * 16}-01", "vendor=x")
 B = TraceContext(f"00-{'b' * 32}-{'2' * 16}-01")
-
-
-@pytest.fixture
-def spans() -> Iterator[InMemorySpanExporter]:
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    tracing.install(provider)
-    yield exporter
-    tracing.install(None)
 
 
 # -- configuration ----------------------------------------------------------------------------
@@ -337,13 +326,18 @@ class Hanging(SpanExporter):
         return SpanExportResult.SUCCESS
 
 
-async def test_stopping_exports_what_is_buffered() -> None:
-    exporter = InMemorySpanExporter()
+def buffer_one_span(exporter: SpanExporter) -> None:
+    """Traces on with `exporter` behind a batch processor that holds one ended span."""
     provider = TracerProvider(shutdown_on_exit=False)
     provider.add_span_processor(BatchSpanProcessor(exporter, schedule_delay_millis=60_000))
     tracing.install(provider)
     with tracing.route_span([message(None)], "in"):
         pass
+
+
+async def test_stopping_exports_what_is_buffered() -> None:
+    exporter = InMemorySpanExporter()
+    buffer_one_span(exporter)
     assert not exporter.get_finished_spans()  # still in the batch processor's buffer
     assert await tracing.stop() is True
     assert [s.name for s in exporter.get_finished_spans()] == ["route"]
@@ -352,11 +346,7 @@ async def test_stopping_exports_what_is_buffered() -> None:
 
 async def test_a_collector_that_hangs_cannot_hold_the_stop() -> None:
     exporter = Hanging()
-    provider = TracerProvider(shutdown_on_exit=False)
-    provider.add_span_processor(BatchSpanProcessor(exporter, schedule_delay_millis=60_000))
-    tracing.install(provider)
-    with tracing.route_span([message(None)], "in"):
-        pass
+    buffer_one_span(exporter)
     started = time.monotonic()
     try:
         assert await tracing.stop(wait_s=0.3) is False
