@@ -28,12 +28,11 @@ from app.cli.users_cli import users_group
 from app.domain.secrets import generate_key
 from app.settings import Settings, SettingsError, get_settings
 from app.topic_catalog import TopicSpec, load_catalog
-from app.transport import tracing
+from app.transport import tracing_config
 from app.transport.kafka import BrokerUnavailable
 from app.transport.kafka_admin import align_managed_configs, ensure_topics
 from app.transport.kafka_security import KafkaSecurityError
 from app.transport.log_format import logging_config
-from app.transport.tracing import TracingError
 from app.usecases import authorizations as auth_commands
 
 
@@ -65,8 +64,8 @@ def worker(loglevel: str, processes: int | None) -> None:
     settings = get_settings()
     count = processes or settings.processes or usable_cpus()
     try:  # OTEL_* variables that would fail in each process: one line now, exit 2
-        tracing.check(os.environ)
-    except TracingError as exc:
+        tracing_config.check(os.environ)
+    except tracing_config.TracingError as exc:
         raise UsageProblem(str(exc)) from None
     # Before Faust starts: a malformed key is one line on stderr and exit status 2.
     if check_secret_key(warn=True) is None:

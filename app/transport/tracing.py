@@ -3,9 +3,10 @@ variables ask for them.
 
 On when `OTEL_TRACES_EXPORTER` names an exporter other than `none`, or when an OTLP endpoint
 is set (`OTEL_EXPORTER_OTLP_ENDPOINT`, `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`: exporter `otlp`,
-OTLP over HTTP/protobuf); `OTEL_SDK_DISABLED=true` keeps them off. The SDK itself reads the
-rest: `OTEL_SERVICE_NAME`, `OTEL_RESOURCE_ATTRIBUTES`, `OTEL_TRACES_SAMPLER[_ARG]`,
-`OTEL_BSP_*`, `OTEL_EXPORTER_OTLP_*` (headers, certificates, timeout, compression).
+OTLP over HTTP/protobuf); `OTEL_SDK_DISABLED=true` keeps them off (`tracing_config.py`
+reads these). The SDK itself reads the rest: `OTEL_SERVICE_NAME`, `OTEL_RESOURCE_ATTRIBUTES`,
+`OTEL_TRACES_SAMPLER[_ARG]`, `OTEL_BSP_*`, `OTEL_EXPORTER_OTLP_*` (headers, certificates,
+timeout, compression).
 
 Two spans:
 - `route` (CONSUMER), one per batch of input records the router routes. Its parent is the
@@ -30,9 +31,7 @@ import os
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 from opentelemetry import trace
 from opentelemetry.context import Context
@@ -42,10 +41,10 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 from app.domain.attempt import Action, AttemptResult
 from app.domain.queue_record import QueuedEvent
 from app.domain.trace_context import TraceContext
+from app.transport.tracing_config import check
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import SpanExporter
 
 log = logging.getLogger(__name__)
 
@@ -53,83 +52,16 @@ SCOPE = "audience-webhooks"
 DEFAULT_SERVICE_NAME = "audience-webhooks"
 SHUTDOWN_WAIT_S = 5.0  # the longest a stopping worker waits for its last spans' export
 MAX_LINKS = 32  # per span: a batch of thousands of traced records links to the first ones
-_EXPORTER_GROUP = "opentelemetry_traces_exporter"
-_ALIASES = {"otlp": "otlp_proto_http"}  # the grpc exporter is not installed
 _PROPAGATOR = TraceContextTextMapPropagator()
 
 _tracer: Tracer | None = None
 _provider: TracerProvider | None = None
 
 
-class TracingError(ValueError):
-    """The OTEL_* variables ask for something this service cannot do; names the variable."""
-
-
-# -- configuration ----------------------------------------------------------------------------
-
-
-def exporter_names(env: Mapping[str, str]) -> list[str]:
-    """The exporters the OTEL_* variables ask for; empty: traces are off."""
-    if env.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
-        return []
-    raw = env.get("OTEL_TRACES_EXPORTER", "").strip()
-    if not raw:
-        endpoint = _first(env, "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
-        return ["otlp"] if endpoint else []
-    names = [name.strip().lower() for name in raw.split(",") if name.strip()]
-    if "none" in names:
-        if len(names) > 1:
-            raise TracingError(f"OTEL_TRACES_EXPORTER={raw!r}: 'none' cannot go with others")
-        return []
-    return names
-
-
-def check(env: Mapping[str, str]) -> list[type[SpanExporter]]:
-    """The exporter classes the variables ask for (none: off); a `TracingError` naming the
-    variable for anything that would fail or be ignored once the worker runs."""
-    names = exporter_names(env)
-    if not names:
-        return []
-    available = {ep.name: ep for ep in entry_points(group=_EXPORTER_GROUP)}
-    classes = []
-    for name in names:
-        entry = available.get(_ALIASES.get(name, name))
-        if entry is None:
-            known = sorted({"otlp", *available} - set(_ALIASES.values()))
-            raise TracingError(
-                f"OTEL_TRACES_EXPORTER: unknown exporter {name!r} (available: {', '.join(known)})"
-            )
-        classes.append(entry.load())
-    if "otlp" in names or "otlp_proto_http" in names:
-        _check_otlp(env)
-    return classes
-
-
-def _check_otlp(env: Mapping[str, str]) -> None:
-    for var in ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL"):
-        protocol = env.get(var, "").strip()
-        if protocol:
-            if protocol != "http/protobuf":
-                raise TracingError(
-                    f"{var}={protocol!r}: only http/protobuf is supported "
-                    "(send to the collector's OTLP/HTTP port, usually 4318)"
-                )
-            break
-    for var in ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT"):
-        endpoint = env.get(var, "").strip()
-        if endpoint:
-            parts = urlsplit(endpoint)
-            if parts.scheme not in ("http", "https") or not parts.hostname:
-                raise TracingError(
-                    f"{var}={endpoint!r}: not an http:// or https:// URL "
-                    "(e.g. http://otel-collector:4318)"
-                )
-
-
 def configure(instance_id: str, env: Mapping[str, str] | None = None) -> bool:
     """Start exporting spans if the OTEL_* variables ask for it; True when on. (The SDK and
     the exporters are imported only then: the `webhooks` commands start without them.)"""
-    classes = check(os.environ if env is None else env)
+    classes = check(os.environ if env is None else env)  # TracingError: see tracing_config
     if not classes:
         return False
     from app.transport.tracing_sdk import build_provider
@@ -356,11 +288,3 @@ def _context_of(span: Span) -> TraceContext:
     if parsed is None:  # an invalid span context (cannot happen with the SDK's tracer)
         raise RuntimeError("the route span has no valid trace context")
     return parsed
-
-
-def _first(env: Mapping[str, str], *names: str) -> str:
-    for name in names:
-        value = env.get(name, "").strip()
-        if value:
-            return value
-    return ""

@@ -25,8 +25,8 @@ from opentelemetry.trace import SpanKind, StatusCode
 from app.domain.attempt import Action, AttemptResult
 from app.domain.queue_record import QueuedEvent
 from app.domain.trace_context import TraceContext
-from app.transport import tracing, tracing_sdk
-from app.transport.tracing import TracingError
+from app.transport import tracing, tracing_config, tracing_sdk
+from app.transport.tracing_config import TracingError
 
 A = TraceContext(f"00-{'a' * 32}-{'1' * 16}-01", "vendor=x")
 B = TraceContext(f"00-{'b' * 32}-{'2' * 16}-01")
@@ -36,27 +36,29 @@ B = TraceContext(f"00-{'b' * 32}-{'2' * 16}-01")
 
 
 def test_traces_are_off_unless_asked() -> None:
-    assert tracing.exporter_names({}) == []
-    assert tracing.check({"OTEL_SERVICE_NAME": "x", "OTEL_EXPORTER_OTLP_HEADERS": "a=b"}) == []
-    assert tracing.exporter_names({"OTEL_TRACES_EXPORTER": "none"}) == []
+    assert tracing_config.exporter_names({}) == []
+    assert (
+        tracing_config.check({"OTEL_SERVICE_NAME": "x", "OTEL_EXPORTER_OTLP_HEADERS": "a=b"}) == []
+    )
+    assert tracing_config.exporter_names({"OTEL_TRACES_EXPORTER": "none"}) == []
     assert tracing.configure("w1", {}) is False
     assert not tracing.enabled()
 
 
 def test_an_otlp_endpoint_turns_them_on() -> None:
     for var in ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"):
-        assert tracing.exporter_names({var: "http://collector:4318"}) == ["otlp"]
-    classes = tracing.check({"OTEL_EXPORTER_OTLP_ENDPOINT": "https://collector:4318"})
+        assert tracing_config.exporter_names({var: "http://collector:4318"}) == ["otlp"]
+    classes = tracing_config.check({"OTEL_EXPORTER_OTLP_ENDPOINT": "https://collector:4318"})
     assert [c.__name__ for c in classes] == ["OTLPSpanExporter"]
 
 
 def test_sdk_disabled_wins() -> None:
     env = {"OTEL_SDK_DISABLED": "TRUE", "OTEL_TRACES_EXPORTER": "console"}
-    assert tracing.exporter_names(env) == []
+    assert tracing_config.exporter_names(env) == []
 
 
 def test_named_exporters_are_loaded_from_entry_points() -> None:
-    classes = tracing.check({"OTEL_TRACES_EXPORTER": "console, otlp"})
+    classes = tracing_config.check({"OTEL_TRACES_EXPORTER": "console, otlp"})
     assert classes[0] is ConsoleSpanExporter
     assert classes[1].__name__ == "OTLPSpanExporter"
 
@@ -89,13 +91,13 @@ def test_named_exporters_are_loaded_from_entry_points() -> None:
 )
 def test_what_cannot_work_is_refused_naming_the_variable(env: dict[str, str], named: str) -> None:
     with pytest.raises(TracingError) as caught:
-        tracing.check(env)
+        tracing_config.check(env)
     assert named in str(caught.value)
 
 
 def test_unknown_exporter_error_lists_the_available_ones() -> None:
     with pytest.raises(TracingError, match=r"available: console, otlp"):
-        tracing.check({"OTEL_TRACES_EXPORTER": "zipkin"})
+        tracing_config.check({"OTEL_TRACES_EXPORTER": "zipkin"})
 
 
 def test_configure_names_the_service_and_the_worker(monkeypatch: pytest.MonkeyPatch) -> None:
